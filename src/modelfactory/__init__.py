@@ -1,0 +1,35 @@
+"""modelfactory: declarative, validated model building for PyTorch.
+
+YAML (or a mapping) describes a network; :func:`build` turns it into a plain
+``nn.Module``. Model files are data only: they can name registered layers, ops
+and init schemes, never import or evaluate code.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from . import layers as _layers  # noqa: F401  (registers torch.nn and the project's layers)
+from . import ops as _ops  # noqa: F401  (registers the built-in ops)
+from .api import build, load, validate
+from .checkpoint import save
+from .devices import try_all_gpus, try_gpu
+from .errors import ModelFactoryError
+from .registry import register_init, register_layer, register_op
+from .spec import ModelSpec
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__all__ = [
+    "build",
+    "load",
+    "save",
+    "validate",
+    "ModelSpec",
+    "ModelFactoryError",
+    "register_layer",
+    "register_op",
+    "register_init",
+    "try_gpu",
+    "try_all_gpus",
+]

@@ -1,0 +1,64 @@
+"""The module behind a composite block: named children, constants, and a forward program.
+
+The program is data validated by :class:`~modelfactory.spec.CompositeNode`;
+here it is only executed. Each block name gets its own ``GraphModule`` subclass
+so that ``print(model)`` shows ``NestMLP(...)`` just like the hand-written class.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor, nn
+
+__all__ = ["GraphModule", "ProgramStep", "composite_class"]
+
+
+@dataclass(frozen=True)
+class ProgramStep:
+    """One executable step: call child ``target`` or apply ``fn`` to the named inputs."""
+
+    inputs: tuple[str, ...]
+    output: str
+    child: str | None = None
+    fn: Callable[..., Tensor] | None = None
+    label: str = ""  # the config path, for error messages
+
+
+class GraphModule(nn.Module):
+    """A module whose forward runs a validated list of steps over named values."""
+
+    def __init__(self, inputs: Sequence[str], program: Sequence[ProgramStep], outputs: Sequence[str]) -> None:
+        super().__init__()
+        self._mf_inputs = tuple(inputs)
+        self._mf_program = tuple(program)
+        self._mf_outputs = tuple(outputs)
+
+    def forward(self, *args: Tensor) -> Any:
+        if len(args) != len(self._mf_inputs):
+            raise TypeError(
+                f"{type(self).__name__} takes {len(self._mf_inputs)} input(s) "
+                f"{list(self._mf_inputs)}, got {len(args)}"
+            )
+        values: dict[str, Any] = dict(zip(self._mf_inputs, args))
+        values.update(self._buffers)  # constants, wherever the module has been moved
+        modules = self._modules
+        for step in self._mf_program:
+            inputs = [values[name] for name in step.inputs]
+            if step.child is not None:
+                values[step.output] = modules[step.child](*inputs)
+            else:
+                assert step.fn is not None
+                values[step.output] = step.fn(*inputs)
+        if len(self._mf_outputs) == 1:
+            return values[self._mf_outputs[0]]
+        return tuple(values[name] for name in self._mf_outputs)
+
+
+@functools.cache
+def composite_class(name: str) -> type[GraphModule]:
+    """The ``GraphModule`` subclass printed as ``name`` (one class per name)."""
+    return type(name, (GraphModule,), {"__module__": "modelfactory.blocks", "__qualname__": name})

@@ -1,0 +1,100 @@
+"""Stage 1: text / mapping / Hydra config -> validated :class:`ModelSpec`.
+
+Every problem is reported at once, each with its dotted config path and, for
+files, ``file:line:col``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .errors import ConfigProblem, SpecError, format_path
+from .source import SourceMap, load_yaml_file
+from .spec import TAG_PREFIX, ModelSpec
+
+__all__ = ["to_spec", "validate_data", "plain_data"]
+
+SpecLike = ModelSpec | Mapping[str, Any] | str | Path
+
+_MAX_FOUND = 80
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop pydantic's internal location parts (union tags, validator names)."""
+    return tuple(
+        part
+        for part in loc
+        if not (isinstance(part, str) and (part.startswith(TAG_PREFIX) or part.startswith("function-")))
+    )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_FOUND else text[: _MAX_FOUND - 3] + "..."
+
+
+_BUILTIN_MESSAGES = {
+    "missing": lambda loc, d: f"required key '{loc[-1]}' is missing" if loc else "required key missing",
+}
+
+
+def problems_from(err: ValidationError, source: SourceMap | None, root: str) -> list[ConfigProblem]:
+    """Translate pydantic's errors into located, readable :class:`ConfigProblem` s."""
+    problems = []
+    for d in err.errors():
+        loc = _clean_loc(tuple(d["loc"]))
+        kind = d["type"]
+        if kind in _BUILTIN_MESSAGES:
+            message = _BUILTIN_MESSAGES[kind](loc, d)
+            loc_for_source = loc[:-1]
+        elif d.get("ctx", {}).get("message") is not None or kind.startswith(("unknown", "undefined")):
+            message = d["msg"]
+            loc_for_source = loc
+        else:
+            message = f"{d['msg'].removeprefix('Value error, ')} (found {_short(d.get('input'))})"
+            loc_for_source = loc
+        where = source.locate(loc_for_source) if source else None
+        problems.append(ConfigProblem(format_path(loc, root), message, where))
+    return problems
+
+
+def plain_data(obj: Any) -> Any:
+    """Convert an OmegaConf container to plain Python data, resolving interpolations.
+
+    Imported lazily: the library itself does not depend on Hydra or OmegaConf.
+    """
+    if type(obj).__module__.startswith("omegaconf"):
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_container(obj, resolve=True)
+    return obj
+
+
+def validate_data(data: Any, *, source: SourceMap | None = None, root: str = "") -> ModelSpec:
+    """Validate plain data as a model spec, raising one :class:`SpecError` listing every problem."""
+    if not isinstance(data, Mapping):
+        where = f" ({source.filename})" if source else ""
+        raise SpecError(
+            f"a model spec must be a mapping with 'input' and 'network', found {type(data).__name__}{where}"
+        )
+    try:
+        return ModelSpec.model_validate(dict(data))
+    except ValidationError as err:
+        problems = problems_from(err, source, root)
+        origin = f" in {source.filename}" if source else ""
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        raise SpecError(f"invalid model spec{origin}: {count}", problems) from None
+
+
+def to_spec(spec: Any, *, root: str = "") -> ModelSpec:
+    """Accept a YAML path, a mapping (including a Hydra ``DictConfig``) or a validated spec."""
+    if isinstance(spec, ModelSpec):
+        return spec
+    if isinstance(spec, (str, Path)):
+        loaded = load_yaml_file(spec)
+        return validate_data(loaded.data, source=loaded.source, root=root)
+    return validate_data(plain_data(spec), root=root)

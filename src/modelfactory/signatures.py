@@ -1,0 +1,159 @@
+"""Derive pydantic argument models from Python signatures.
+
+This is what makes every ``torch.nn`` layer configurable without a hand-written
+schema: the constructor's signature *is* the schema. Parameters whose type
+cannot come from a config file (tensors, modules, callables) are left out when
+they have a default; a layer that *requires* one is marked unconfigurable.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import inspect
+import re
+import types
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, create_model
+
+__all__ = ["SignatureModel", "args_model_from_signature", "UnsupportedSignature"]
+
+# Constructor arguments that are never config data: where tensors live is the
+# builder's decision (``device=``), dtype is fixed per build, and random
+# streams (``generator``) are derived from the seed.
+_SKIPPED_PARAMS = {"self", "device", "dtype", "generator"}
+
+# Arguments that are sizes: negative (or zero) values are refused at validation,
+# before torch ever sees them. Names follow torch.nn's own conventions.
+_POSITIVE_SIZE = re.compile(
+    r"^(in|out)_(features|channels)\d?$|^num_\w+$|^\w*_size$|^embedding_dim$|^embed_dim$"
+    r"|^d_model$|^nhead$|^num_heads$|^hidden_size$|^input_size$|^normalized_shape$|^groups$"
+    r"|^stride$|^dilation$|^in\d_features$|^out_features$|^proj_size$|^upscale_factor$"
+    r"|^downscale_factor$|^kdim$|^vdim$|^dim_feedforward$"
+)
+_NON_NEGATIVE = re.compile(r"^padding$|^output_padding$|^num_layers$|^proj_size$")
+
+_SCALARS = (int, float, bool, str, type(None))
+
+
+class UnsupportedSignature(TypeError):
+    """A required parameter has a type a config file cannot express."""
+
+
+class SignatureModel(BaseModel):
+    """Base of every derived argument model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=False)
+
+
+def _ints_in(value: Any) -> list[int]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [v for item in value for v in _ints_in(item)]
+    return []
+
+
+def _positive(value: Any) -> Any:
+    bad = [v for v in _ints_in(value) if v <= 0]
+    if bad:
+        raise ValueError(f"must be a positive size, found {value!r}")
+    return value
+
+
+def _non_negative(value: Any) -> Any:
+    bad = [v for v in _ints_in(value) if v < 0]
+    if bad:
+        raise ValueError(f"must not be negative, found {value!r}")
+    return value
+
+
+def _is_config_type(annotation: Any) -> bool:
+    """True when every leaf of ``annotation`` is plain config data."""
+    if annotation in _SCALARS or annotation is Any:
+        return annotation is not Any
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return True
+    if origin in (Union, types.UnionType):
+        return all(_is_config_type(a) for a in typing.get_args(annotation))
+    if origin in (tuple, list, collections.abc.Sequence):
+        args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
+        return all(_is_config_type(a) for a in args) if args else True
+    if origin is dict:
+        return all(_is_config_type(a) for a in typing.get_args(annotation))
+    return False
+
+
+def _strip_unsupported(annotation: Any) -> Any | None:
+    """Drop union members a config cannot express (``Optional[Tensor]`` -> None only)."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:  # keep constraints such as Field(ge=0) on a supported type
+        inner = typing.get_args(annotation)[0]
+        return annotation if _is_config_type(inner) else None
+    if origin in (Union, types.UnionType):
+        kept = [a for a in typing.get_args(annotation) if _is_config_type(a)]
+        if not kept:
+            return None
+        return kept[0] if len(kept) == 1 else Union[tuple(kept)]  # noqa: UP007
+    return annotation if _is_config_type(annotation) else None
+
+
+def _annotation_for(param: inspect.Parameter, hint: Any) -> Any | None:
+    if hint is inspect.Parameter.empty:
+        default = param.default
+        if default is inspect.Parameter.empty or default is None:
+            # No type information: accept plain config scalars and lists of them.
+            return Union[int, float, bool, str, list, tuple, None]  # noqa: UP007
+        if isinstance(default, bool):
+            return bool
+        if isinstance(default, (int, float)):
+            return Union[int, float] if isinstance(default, float) else int  # noqa: UP007
+        if isinstance(default, (str, tuple, list)):
+            return type(default)
+        return None
+    return _strip_unsupported(hint)
+
+
+def args_model_from_signature(
+    func: Callable[..., Any],
+    *,
+    model_name: str,
+    keyword_only: bool = False,
+) -> type[SignatureModel]:
+    """Build a pydantic model of ``func``'s configurable parameters.
+
+    ``keyword_only=True`` takes only keyword-only parameters (ops: their
+    positional parameters are tensor inputs, not config).
+    """
+    target = func.__init__ if inspect.isclass(func) else func
+    signature = inspect.signature(func)
+    try:
+        hints = typing.get_type_hints(target, include_extras=True)
+    except Exception:  # noqa: BLE001 - unresolvable forward refs: fall back to defaults
+        hints = {}
+    fields: dict[str, Any] = {}
+    for name, param in signature.parameters.items():
+        if name in _SKIPPED_PARAMS or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if keyword_only and param.kind is not param.KEYWORD_ONLY:
+            continue
+        annotation = _annotation_for(param, hints.get(name, inspect.Parameter.empty))
+        required = param.default is inspect.Parameter.empty
+        if annotation is None:
+            if required:
+                raise UnsupportedSignature(
+                    f"{model_name}: required parameter '{name}' has a type a config cannot express"
+                )
+            continue
+        if _POSITIVE_SIZE.match(name) and not _NON_NEGATIVE.match(name):
+            annotation = Annotated[annotation, AfterValidator(_positive)]
+        elif _NON_NEGATIVE.match(name):
+            annotation = Annotated[annotation, AfterValidator(_non_negative)]
+        default = ... if required else param.default
+        fields[name] = (annotation, default)
+    return create_model(model_name, __base__=SignatureModel, **fields)
