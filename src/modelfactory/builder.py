@@ -20,7 +20,14 @@ from .graph import ProgramStep, composite_class
 from .registry import LAYERS, OPS
 from .spec import BlockRef, CompositeNode, ConstantSpec, LayerNode, ModelSpec, RepeatNode, SharedRef
 
-__all__ = ["BuildInfo", "construct", "derive_seed", "make_generator", "fill_constant", "TORCH_DTYPES"]
+__all__ = [
+    "BuildInfo",
+    "construct",
+    "derive_seed",
+    "make_generator",
+    "fill_constant",
+    "TORCH_DTYPES",
+]
 
 TORCH_DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -44,7 +51,9 @@ def make_generator(seed: int, path: str) -> torch.Generator:
     return torch.Generator(device="cpu").manual_seed(derive_seed(seed, path))
 
 
-def fill_constant(spec: ConstantSpec, *, seed: int, path: str, device: torch.device) -> torch.Tensor:
+def fill_constant(
+    spec: ConstantSpec, *, seed: int, path: str, device: torch.device
+) -> torch.Tensor:
     """Create a constant's tensor from its own seeded stream, drawn on the CPU."""
     dtype = TORCH_DTYPES[spec.dtype]
     if device.type == "meta":
@@ -106,7 +115,9 @@ class _Builder:
             return seq
         if isinstance(node, CompositeNode):
             return self._composite(node, path, class_name)
-        raise TypeError(f"not a validated node at {format_path(path)}: {node!r}")  # pragma: no cover
+        raise TypeError(
+            f"not a validated node at {format_path(path)}: {node!r}"
+        )  # pragma: no cover
 
     def _layer(self, node: LayerNode, path: tuple[Any, ...]) -> nn.Module:
         entry = LAYERS.get(node.type)
@@ -115,10 +126,16 @@ class _Builder:
         except Exception as err:  # torch's own argument checks, in its own words
             raise ModelFactoryError(
                 f"could not build layer {node.type}",
-                [ConfigProblem(format_path(path), f"{node.type}({_call_args(node.args)}) failed: {err}")],
+                [
+                    ConfigProblem(
+                        format_path(path), f"{node.type}({_call_args(node.args)}) failed: {err}"
+                    )
+                ],
             ) from err
 
-    def _composite(self, node: CompositeNode, path: tuple[Any, ...], class_name: str | None) -> nn.Module:
+    def _composite(
+        self, node: CompositeNode, path: tuple[Any, ...], class_name: str | None
+    ) -> nn.Module:
         program = []
         assert node.forward is not None  # filled in by validation
         current = node.inputs[0]
@@ -140,7 +157,10 @@ class _Builder:
             module.add_module(name, self.build(child, path + ("children", name)))
         for name, constant in node.constants.items():
             tensor = fill_constant(
-                constant, seed=self.seed, path=format_path(path + ("constants", name)), device=self.device
+                constant,
+                seed=self.seed,
+                path=format_path(path + ("constants", name)),
+                device=self.device,
             )
             module.register_buffer(name, tensor, persistent=True)
         return module

@@ -152,7 +152,9 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         ) from None
 
 
-def spec_from_metadata(metadata: dict[str, str], path: str | Path) -> tuple[ModelSpec, dict[str, str]]:
+def spec_from_metadata(
+    metadata: dict[str, str], path: str | Path
+) -> tuple[ModelSpec, dict[str, str]]:
     """Validate the architecture stored in a checkpoint's metadata."""
     from .parse import validate_data
 
@@ -165,7 +167,9 @@ def spec_from_metadata(metadata: dict[str, str], path: str | Path) -> tuple[Mode
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as err:
-        raise CheckpointError(f"load: '{path}': the stored architecture is not valid JSON ({err})") from None
+        raise CheckpointError(
+            f"load: '{path}': the stored architecture is not valid JSON ({err})"
+        ) from None
     try:
         return validate_data(data, root="checkpoint.spec"), metadata
     except ModelFactoryError as err:

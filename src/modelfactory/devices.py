@@ -65,7 +65,9 @@ def resolve_device(requested: str | torch.device) -> torch.device:
         if index is not None:
             raise DeviceError(f"device: 'auto' takes no index, found '{requested}'")
         chosen = try_gpu(0)
-        log.info("device=auto resolved to %s (available: %s)", chosen, ", ".join(available_devices()))
+        log.info(
+            "device=auto resolved to %s (available: %s)", chosen, ", ".join(available_devices())
+        )
         return chosen
     if kind in ("cpu", "meta"):
         if index not in (None, "0"):
@@ -76,7 +78,9 @@ def resolve_device(requested: str | torch.device) -> torch.device:
         count = _cuda_count()
         wanted = int(index) if index is not None else 0
         if wanted >= count:
-            reason = "torch has no CUDA support or sees no GPU" if count == 0 else f"only {count} GPU(s)"
+            reason = (
+                "torch has no CUDA support or sees no GPU" if count == 0 else f"only {count} GPU(s)"
+            )
             raise DeviceError(
                 f"device: '{requested}' is not available ({reason}). "
                 f"Available: {', '.join(available)}. Use device=auto to pick the best available one."

@@ -31,7 +31,9 @@ class ProgramStep:
 class GraphModule(nn.Module):
     """A module whose forward runs a validated list of steps over named values."""
 
-    def __init__(self, inputs: Sequence[str], program: Sequence[ProgramStep], outputs: Sequence[str]) -> None:
+    def __init__(
+        self, inputs: Sequence[str], program: Sequence[ProgramStep], outputs: Sequence[str]
+    ) -> None:
         super().__init__()
         self._mf_inputs = tuple(inputs)
         self._mf_program = tuple(program)
@@ -43,7 +45,7 @@ class GraphModule(nn.Module):
                 f"{type(self).__name__} takes {len(self._mf_inputs)} input(s) "
                 f"{list(self._mf_inputs)}, got {len(args)}"
             )
-        values: dict[str, Any] = dict(zip(self._mf_inputs, args))
+        values: dict[str, Any] = dict(zip(self._mf_inputs, args, strict=True))
         values.update(self._buffers)  # constants, wherever the module has been moved
         modules = self._modules
         for step in self._mf_program:

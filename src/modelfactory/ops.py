@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
-
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor
 
 from .registry import register_op

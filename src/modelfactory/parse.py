@@ -28,7 +28,9 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(
         part
         for part in loc
-        if not (isinstance(part, str) and (part.startswith(TAG_PREFIX) or part.startswith("function-")))
+        if not (
+            isinstance(part, str) and (part.startswith(TAG_PREFIX) or part.startswith("function-"))
+        )
     )
 
 
@@ -38,7 +40,9 @@ def _short(value: Any) -> str:
 
 
 _BUILTIN_MESSAGES = {
-    "missing": lambda loc, d: f"required key '{loc[-1]}' is missing" if loc else "required key missing",
+    "missing": lambda loc, d: (
+        f"required key '{loc[-1]}' is missing" if loc else "required key missing"
+    ),
 }
 
 
@@ -48,12 +52,12 @@ def problems_from(err: ValidationError, source: SourceMap | None, root: str) -> 
     for d in err.errors():
         loc = _clean_loc(tuple(d["loc"]))
         kind = d["type"]
-        if kind in _BUILTIN_MESSAGES:
+        if (d.get("ctx") or {}).get("message") is not None:
+            message = d["msg"]  # our own message, already complete
+            loc_for_source = loc[:-1] if kind == "missing" else loc
+        elif kind in _BUILTIN_MESSAGES:
             message = _BUILTIN_MESSAGES[kind](loc, d)
             loc_for_source = loc[:-1]
-        elif d.get("ctx", {}).get("message") is not None or kind.startswith(("unknown", "undefined")):
-            message = d["msg"]
-            loc_for_source = loc
         else:
             message = f"{d['msg'].removeprefix('Value error, ')} (found {_short(d.get('input'))})"
             loc_for_source = loc

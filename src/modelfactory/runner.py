@@ -76,7 +76,14 @@ def run_forward(model: nn.Module, x: torch.Tensor) -> ForwardResult:
         def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
             if isinstance(output, torch.Tensor):
                 calls[name] = calls.get(name, 0) + 1
-                records.append({"module": name, "type": type(module).__name__, "call": calls[name], **tensor_stats(output)})
+                records.append(
+                    {
+                        "module": name,
+                        "type": type(module).__name__,
+                        "call": calls[name],
+                        **tensor_stats(output),
+                    }
+                )
 
         return hook
 

@@ -61,14 +61,14 @@ def _ints_in(value: Any) -> list[int]:
 def _positive(value: Any) -> Any:
     bad = [v for v in _ints_in(value) if v <= 0]
     if bad:
-        raise ValueError(f"must be a positive size, found {value!r}")
+        raise ValueError("must be a positive size")
     return value
 
 
 def _non_negative(value: Any) -> Any:
     bad = [v for v in _ints_in(value) if v < 0]
     if bad:
-        raise ValueError(f"must not be negative, found {value!r}")
+        raise ValueError("must not be negative")
     return value
 
 

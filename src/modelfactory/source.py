@@ -78,12 +78,14 @@ def load_yaml_text(text: str | bytes, filename: str = "<string>") -> LoadedYaml:
     """Parse YAML text safely; errors become :class:`SpecError` with ``file:line:col``."""
     if isinstance(text, bytes):
         if len(text) > MAX_BYTES:
-            raise SpecError(f"{filename}: file is {len(text):,} bytes, over the {MAX_BYTES:,}-byte limit")
+            raise SpecError(
+                f"{filename}: file is {len(text):,} bytes, over the {MAX_BYTES:,}-byte limit"
+            )
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as err:
             raise SpecError(
-                f"{filename}: not UTF-8 text (byte {err.start}: {text[err.start:err.start + 1]!r}). "
+                f"{filename}: not UTF-8 text (byte {err.start}: {text[err.start : err.start + 1]!r}). "
                 "Save the file as UTF-8."
             ) from None
     source = SourceMap(filename)
@@ -91,7 +93,9 @@ def load_yaml_text(text: str | bytes, filename: str = "<string>") -> LoadedYaml:
     try:
         node = loader.get_single_node()
         if node is None:
-            raise SpecError(f"{filename}: the file is empty; a model file needs at least 'input' and 'network'")
+            raise SpecError(
+                f"{filename}: the file is empty; a model file needs at least 'input' and 'network'"
+            )
         _walk(node, (), source, [MAX_NODES])
         data = loader.construct_document(node)
     except _TooBig as err:
@@ -117,6 +121,8 @@ def load_yaml_file(path: str | Path) -> LoadedYaml:
     return load_yaml_text(raw, str(path))
 
 
-def problem_at(source: SourceMap | None, path: tuple[Any, ...], message: str, root: str = "") -> ConfigProblem:
+def problem_at(
+    source: SourceMap | None, path: tuple[Any, ...], message: str, root: str = ""
+) -> ConfigProblem:
     """A :class:`ConfigProblem` for ``path``, located through ``source`` when there is one."""
     return ConfigProblem(format_path(path, root), message, source.locate(path) if source else None)

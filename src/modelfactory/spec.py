@@ -21,7 +21,7 @@ import contextvars
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -105,7 +105,8 @@ class _Scope:
 
 
 _SCOPE: contextvars.ContextVar[_Scope] = contextvars.ContextVar(
-    "modelfactory_scope", default=_Scope()
+    "modelfactory_scope",
+    default=_Scope(),  # noqa: B039 - frozen dataclass of frozensets
 )
 
 
@@ -604,16 +605,14 @@ class CompositeNode(_Frozen):
 Node = TypeAliasType(
     "Node",
     Annotated[
-        Union[
-            Annotated[str, AfterValidator(_resolve_bare_name), Tag(f"{TAG_PREFIX}name")],
-            Annotated[list["Node"], Tag(f"{TAG_PREFIX}sequential")],
-            Annotated[LayerNode, Tag(f"{TAG_PREFIX}layer")],
-            Annotated[BlockRef, Tag(f"{TAG_PREFIX}block")],
-            Annotated[SharedRef, Tag(f"{TAG_PREFIX}shared")],
-            Annotated[RepeatNode, Tag(f"{TAG_PREFIX}repeat")],
-            Annotated[CompositeNode, Tag(f"{TAG_PREFIX}composite")],
-            Annotated[_InvalidNode, Tag(f"{TAG_PREFIX}invalid")],
-        ],
+        Annotated[str, AfterValidator(_resolve_bare_name), Tag(f"{TAG_PREFIX}name")]
+        | Annotated[list["Node"], Tag(f"{TAG_PREFIX}sequential")]
+        | Annotated[LayerNode, Tag(f"{TAG_PREFIX}layer")]
+        | Annotated[BlockRef, Tag(f"{TAG_PREFIX}block")]
+        | Annotated[SharedRef, Tag(f"{TAG_PREFIX}shared")]
+        | Annotated[RepeatNode, Tag(f"{TAG_PREFIX}repeat")]
+        | Annotated[CompositeNode, Tag(f"{TAG_PREFIX}composite")]
+        | Annotated[_InvalidNode, Tag(f"{TAG_PREFIX}invalid")],
         Discriminator(_node_tag),
         PlainSerializer(lambda node: dump_node(node)),
     ],

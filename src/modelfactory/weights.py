@@ -51,12 +51,17 @@ def load_weights(model: nn.Module, path: str | Path, *, strict: bool = True) -> 
                 shape = list(handle.get_slice(present[0]).get_shape())
                 if shape != list(target.shape):
                     problems.append(
-                        ConfigProblem(present[0], f"shape mismatch: checkpoint {shape}, model {list(target.shape)}")
+                        ConfigProblem(
+                            present[0],
+                            f"shape mismatch: checkpoint {shape}, model {list(target.shape)}",
+                        )
                     )
                     continue
                 plan.append((present[0], target))
             for key in sorted(file_keys - set(state)):
-                problems.append(ConfigProblem(key, "unexpected key in the checkpoint (not in the model)"))
+                problems.append(
+                    ConfigProblem(key, "unexpected key in the checkpoint (not in the model)")
+                )
             if problems and strict:
                 raise CheckpointError(
                     f"load: '{path}' does not match the model ({len(problems)} problem(s)); "
@@ -65,7 +70,11 @@ def load_weights(model: nn.Module, path: str | Path, *, strict: bool = True) -> 
                 )
             with torch.no_grad():
                 for key, target in plan:
-                    target.copy_(handle.get_tensor(key).to(device=target.device, dtype=target.dtype))
+                    target.copy_(
+                        handle.get_tensor(key).to(device=target.device, dtype=target.dtype)
+                    )
     except SafetensorError as err:
-        raise CheckpointError(f"load: '{path}' is not a readable safetensors file ({err})") from None
+        raise CheckpointError(
+            f"load: '{path}' is not a readable safetensors file ({err})"
+        ) from None
     return [str(p) for p in problems]

@@ -1,0 +1,27 @@
+"""Shared fixtures: paths, and skipping CUDA-marked tests cleanly without a GPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+ZOO = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (none available)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def zoo_path():
+    """Path of a zoo model file by name."""
+    return lambda name: CONF / "model" / f"{name}.yaml"

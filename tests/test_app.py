@@ -1,0 +1,81 @@
+"""``python run.py``: outputs in the run directory, and clean failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from conftest import ROOT
+
+import modelfactory as mf
+
+
+def run_app(*overrides: str, cwd=None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *overrides],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        env=env,
+        timeout=300,
+    )
+
+
+def test_run_writes_checkpoint_architecture_and_metrics(tmp_path):
+    proc = run_app("model=shared", "seed=3", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    assert "Sequential(" in proc.stdout
+    assert "shared with 2.weight" in proc.stdout  # the parameter table marks the shared layer
+    assert "output: shape (2, 1)" in proc.stdout
+
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["output"]["shape"] == [2, 1]
+    assert metrics["device"] == "cpu"
+    assert metrics["seed"] == 3
+    assert metrics["parameters"]["unique"] == 121  # 8*4+8 + 8*8+8 + 8+1
+    assert metrics["parameters"]["total"] == 121 + 72
+    assert set(metrics["timings"]) >= {"build_s", "forward_s", "save_s"}
+    assert [a["module"] for a in metrics["activations"]][:3] == ["0", "1", "2"]
+
+    arch = yaml.safe_load((tmp_path / "architecture.yaml").read_text())
+    assert mf.validate(arch).shared["shared"].type == "Linear"
+
+    reloaded = mf.load(tmp_path / "model.safetensors")
+    assert reloaded[2] is reloaded[4]
+    x = torch.rand(2, 4)
+    again = mf.build(arch, seed=3)
+    torch.testing.assert_close(reloaded(x), again(x))
+
+
+def test_bad_config_exits_nonzero_with_message_and_no_traceback(tmp_path):
+    proc = run_app("model=mlp", "model.network.0.out_features=-5", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert (
+        "model.network[0].out_features: invalid value for Linear argument 'out_features': must be a positive size (found -5)"
+        in proc.stderr
+    )
+    assert "conf/model/mlp.yaml:5:" in proc.stderr
+
+
+def test_unavailable_device_exits_cleanly(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    proc = run_app("device=cuda:0", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "device: 'cuda:0' is not available" in proc.stderr
+    assert "device=auto" in proc.stderr
+
+
+def test_hydra_cfg_job_and_help_still_work():
+    proc = run_app("--cfg", "job")
+    assert proc.returncode == 0 and "network:" in proc.stdout
+    proc = run_app("--help")
+    assert proc.returncode == 0 and "model: " in proc.stdout
