@@ -1,25 +1,50 @@
-"""The public pipeline: ``build`` a model from a spec, ``load`` one from a checkpoint."""
+"""The public pipeline: ``build`` a model from a spec, ``load`` one from a checkpoint.
+
+build: spec -> construct (meta or direct) -> materialise -> init exactly once.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import ValidationError
 from torch import nn
 
 from .builder import BuildInfo, construct
 from .checkpoint import read_metadata, spec_from_metadata
 from .devices import resolve_device
-from .errors import ModelFactoryError
-from .parse import to_spec
+from .errors import InitError, ModelFactoryError
+from .initialize import (
+    LabeledRule,
+    apply_init,
+    fully_covered_layers,
+    plan_init,
+    replay_default_init,
+)
+from .initspec import InitSpec
+from .materialize import (
+    META_THRESHOLD,
+    estimate_parameters,
+    materialize,
+    meta_safe,
+    retie,
+    tie_groups,
+)
+from .parse import plain_data, problems_from, to_spec
+from .source import load_yaml_file
 from .spec import ModelSpec
 from .weights import load_weights
 
-__all__ = ["build", "load", "validate"]
+__all__ = ["build", "load", "validate", "to_init_spec"]
 
 log = logging.getLogger(__name__)
+
+InitLike = InitSpec | Mapping[str, Any] | Sequence[Any] | str | Path | None
+Strategy = Literal["auto", "meta", "direct"]
 
 
 def validate(spec: Any) -> ModelSpec:
@@ -27,24 +52,96 @@ def validate(spec: Any) -> ModelSpec:
     return to_spec(spec)
 
 
+def to_init_spec(init: InitLike, *, root: str = "init") -> InitSpec:
+    """Accept an :class:`InitSpec`, a mapping ``{rules: [...]}``, a list of rules, or a YAML path."""
+    if init is None:
+        return InitSpec()
+    if isinstance(init, InitSpec):
+        return init
+    source = None
+    if isinstance(init, (str, Path)):
+        loaded = load_yaml_file(init)
+        data, source = loaded.data, loaded.source
+    else:
+        data = plain_data(init)
+    if isinstance(data, (list, tuple)):
+        data = {"rules": list(data)}
+    if not isinstance(data, Mapping):
+        raise InitError(
+            f"{root}: an init config must be a mapping with 'rules' or a list of rules, found {type(data).__name__}"
+        )
+    try:
+        return InitSpec.model_validate(dict(data))
+    except ValidationError as err:
+        problems = problems_from(err, source, root)
+        raise InitError(f"invalid init config: {len(problems)} problem(s)", problems) from None
+
+
 def build(
     spec: ModelSpec | Any,
     *,
     device: str | torch.device = "cpu",
     seed: int = 0,
+    init: InitLike = None,
+    strategy: Strategy = "auto",
 ) -> nn.Module:
-    """Build the ``nn.Module`` described by ``spec`` on ``device``.
+    """Build the ``nn.Module`` described by ``spec`` on ``device``, initialised exactly once.
 
     ``spec`` may be a YAML path, a mapping (a Hydra ``DictConfig`` too) or a
-    validated :class:`ModelSpec`. The same spec and seed give the same weights.
+    validated :class:`ModelSpec`. ``init`` adds rules after the model file's own
+    ``init:`` section (later rules win). ``strategy`` picks how tensors are made:
+    ``meta`` constructs on the meta device and allocates once on the target,
+    ``direct`` constructs on the target, ``auto`` takes ``meta`` for large
+    models. Both give identical values for the same seed and rules.
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ModelFactoryError(f"seed: must be a non-negative integer, found {seed!r}")
+    if strategy not in ("auto", "meta", "direct"):
+        raise ModelFactoryError(f"strategy: must be 'auto', 'meta' or 'direct', found {strategy!r}")
     model_spec = to_spec(spec)
+    init_spec = to_init_spec(init)
+    rules = [LabeledRule(r, f"init[{i}]") for i, r in enumerate(model_spec.init)]
+    rules += [LabeledRule(r, f"init.rules[{i}]") for i, r in enumerate(init_spec.rules)]
     target = resolve_device(device)
-    model = construct(model_spec, device=target, seed=seed)
-    model.modelfactory_info = BuildInfo(spec=model_spec, seed=seed, device=str(target))
-    log.debug("built %s on %s", type(model).__name__, target)
+    # Identical values on every device: build and initialise on the CPU, then move.
+    on_cpu_first = init_spec.cpu_generator and target.type not in ("cpu", "meta")
+    build_device = torch.device("cpu") if on_cpu_first else target
+
+    use_meta = strategy == "meta" or (
+        strategy == "auto" and estimate_parameters(model_spec) >= META_THRESHOLD
+    )
+    chosen = "direct"
+    if use_meta:
+        model, record = construct(model_spec, device=torch.device("meta"), seed=seed)
+        why_not = meta_safe(model, record)
+        if why_not is None:
+            chosen = "meta"
+            plan = plan_init(model, rules, record.block_types)  # rule errors before allocating
+            if build_device.type != "meta":
+                materialize(model, record, device=build_device, seed=seed)
+                skip = fully_covered_layers(record, plan.covered())
+                replay_default_init(record, seed=seed, device=build_device, skip=skip)
+            plan = plan_init(model, rules, record.block_types)  # tensors were re-allocated
+        else:
+            log.info("building directly on %s instead of via meta: %s", build_device, why_not)
+    if chosen == "direct":
+        model, record = construct(model_spec, device=build_device, seed=seed)
+        plan = plan_init(model, rules, record.block_types)
+    report = apply_init(plan, seed=seed)
+    if build_device != target:
+        groups = tie_groups(model)
+        model.to(target)
+        retie(groups)
+
+    model.modelfactory_info = BuildInfo(
+        spec=model_spec,
+        seed=seed,
+        device=str(target),
+        init=[{"path": r.path, **r.rule.model_dump()} for r in rules],
+        facts={"strategy": chosen, "cpu_generator": bool(on_cpu_first)},
+        init_report=report,
+    )
+    log.debug("built %s on %s via %s", type(model).__name__, target, chosen)
     return model
 
 

@@ -23,7 +23,7 @@ from .parse import plain_data, validate_data
 from .runner import make_input, run_forward
 from .source import SourceMap, load_yaml_file
 from .spec import ModelSpec
-from .summary import format_parameter_table, parameter_counts
+from .summary import format_init_report, format_parameter_table, parameter_counts
 
 __all__ = ["run_job"]
 
@@ -65,8 +65,9 @@ def run_job(cfg: DictConfig, *, conf_dir: Path | None = None) -> dict[str, Any]:
     spec = _validated_model(cfg, choice, conf_dir)
     timings["validate_s"] = time.perf_counter() - start
 
+    init = plain_data(cfg.get("init")) if cfg.get("init") is not None else None
     start = time.perf_counter()
-    model = build(spec, device=cfg.device, seed=int(cfg.seed))
+    model = build(spec, device=cfg.device, seed=int(cfg.seed), init=init)
     timings["build_s"] = time.perf_counter() - start
     info = model.modelfactory_info
     device = info.device
@@ -75,6 +76,8 @@ def run_job(cfg: DictConfig, *, conf_dir: Path | None = None) -> dict[str, Any]:
         print(model)
         print()
         print(format_parameter_table(model))
+        print()
+        print(format_init_report(info.init_report))
         print()
 
     x = make_input(spec.input, seed=int(cfg.seed), device=device)
@@ -92,11 +95,14 @@ def run_job(cfg: DictConfig, *, conf_dir: Path | None = None) -> dict[str, Any]:
         save(model, checkpoint)
     timings["save_s"] = time.perf_counter() - start
 
+    _write_json(output_dir / "init_report.json", info.init_report)
     (output_dir / "architecture.yaml").write_text(
         yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
     )
     metrics = {
         "model": spec.name or choice,
+        "init": (init or {}).get("name") if isinstance(init, dict) else None,
+        "strategy": info.facts.get("strategy"),
         "device": device,
         "seed": int(cfg.seed),
         "input_shape": list(spec.input.shape),

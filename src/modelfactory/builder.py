@@ -84,8 +84,28 @@ class BuildInfo:
     spec: ModelSpec
     seed: int
     device: str
-    init: Any = None
+    init: Any = None  # the rules applied, in order, with where each was written
     facts: dict[str, Any] = field(default_factory=dict)
+    init_report: list[dict[str, Any]] = field(default_factory=list)  # which rule set each parameter
+
+
+@dataclass
+class BuildRecord:
+    """What construction made, for the stages after it (materialisation, init, checks).
+
+    ``layers`` lists every registry-built layer with its module path, in
+    construction order; ``constants`` every constant buffer with its spec and
+    random-stream name.
+    """
+
+    layers: list[tuple[str, nn.Module]] = field(default_factory=list)
+    constants: list[tuple[nn.Module, str, ConstantSpec, str]] = field(default_factory=list)
+    config_paths: dict[int, str] = field(default_factory=dict)  # id(module) -> config path
+    block_types: dict[str, type] = field(default_factory=dict)  # composite block name -> class
+
+
+def _join(module_path: str, name: str | int) -> str:
+    return f"{module_path}.{name}" if module_path else str(name)
 
 
 class _Builder:
@@ -94,47 +114,59 @@ class _Builder:
         self.seed = seed
         self.device = device
         self.shared: dict[str, nn.Module] = {}
+        self.record = BuildRecord()
 
-    def build(self, node: Any, path: tuple[Any, ...], class_name: str | None = None) -> nn.Module:
-        if isinstance(node, LayerNode):
-            return self._layer(node, path)
-        if isinstance(node, (list, tuple)):
-            return nn.Sequential(*(self.build(item, path + (i,)) for i, item in enumerate(node)))
+    def build(
+        self, node: Any, path: tuple[Any, ...], where: str, class_name: str | None = None
+    ) -> nn.Module:
+        """Build ``node`` (at config ``path``) to sit at module path ``where``."""
         if isinstance(node, BlockRef):
-            return self.build(self.spec.blocks[node.block], ("blocks", node.block), node.block)
+            return self.build(
+                self.spec.blocks[node.block], ("blocks", node.block), where, node.block
+            )
         if isinstance(node, SharedRef):
             if node.shared not in self.shared:
+                definition = self.spec.shared[node.shared]
                 self.shared[node.shared] = self.build(
-                    self.spec.shared[node.shared], ("shared", node.shared), node.shared
+                    definition, ("shared", node.shared), where, node.shared
                 )
             return self.shared[node.shared]
-        if isinstance(node, RepeatNode):
-            seq = nn.Sequential()
+        if isinstance(node, LayerNode):
+            module = self._layer(node, path, where)
+        elif isinstance(node, (list, tuple)):
+            module = nn.Sequential(
+                *(self.build(item, path + (i,), _join(where, i)) for i, item in enumerate(node))
+            )
+        elif isinstance(node, RepeatNode):
+            module = nn.Sequential()
             for name in node.child_names():
-                seq.add_module(name, self.build(node.body, path + ("body",)))
-            return seq
-        if isinstance(node, CompositeNode):
-            return self._composite(node, path, class_name)
-        raise TypeError(
-            f"not a validated node at {format_path(path)}: {node!r}"
-        )  # pragma: no cover
+                module.add_module(name, self.build(node.body, path + ("body",), _join(where, name)))
+        elif isinstance(node, CompositeNode):
+            module = self._composite(node, path, where, class_name)
+        else:  # pragma: no cover - validation guarantees a node kind
+            raise TypeError(f"not a validated node at {format_path(path)}: {node!r}")
+        self.record.config_paths[id(module)] = format_path(path)
+        return module
 
-    def _layer(self, node: LayerNode, path: tuple[Any, ...]) -> nn.Module:
+    def _layer(self, node: LayerNode, path: tuple[Any, ...], where: str) -> nn.Module:
         entry = LAYERS.get(node.type)
+        if self.device.type != "meta":
+            # Each layer draws its default init from its own stream, so the meta
+            # path (reset after materialising) reproduces these exact values and
+            # one layer's values never depend on another's.
+            torch.manual_seed(derive_seed(self.seed, f"layer:{where}"))
         try:
-            return entry.target(**node.args)
+            module = entry.target(**node.args)
         except Exception as err:  # torch's own argument checks, in its own words
-            raise ModelFactoryError(
-                f"could not build layer {node.type}",
-                [
-                    ConfigProblem(
-                        format_path(path), f"{node.type}({_call_args(node.args)}) failed: {err}"
-                    )
-                ],
-            ) from err
+            problem = ConfigProblem(
+                format_path(path), f"{node.type}({_call_args(node.args)}) failed: {err}"
+            )
+            raise ModelFactoryError(f"could not build layer {node.type}", [problem]) from err
+        self.record.layers.append((where, module))
+        return module
 
     def _composite(
-        self, node: CompositeNode, path: tuple[Any, ...], class_name: str | None
+        self, node: CompositeNode, path: tuple[Any, ...], where: str, class_name: str | None
     ) -> nn.Module:
         program = []
         assert node.forward is not None  # filled in by validation
@@ -152,17 +184,17 @@ class _Builder:
                 program.append(ProgramStep(inputs, output, fn=bound, label=label))
             current = output
         cls = composite_class(node.name or class_name or "Block")
+        self.record.block_types[cls.__name__] = cls
         module = cls(node.inputs, program, node.resolved_outputs())
         for name, child in node.children.items():
-            module.add_module(name, self.build(child, path + ("children", name)))
-        for name, constant in node.constants.items():
-            tensor = fill_constant(
-                constant,
-                seed=self.seed,
-                path=format_path(path + ("constants", name)),
-                device=self.device,
+            module.add_module(
+                name, self.build(child, path + ("children", name), _join(where, name))
             )
+        for name, constant in node.constants.items():
+            stream = f"constant:{_join(where, name)}"
+            tensor = fill_constant(constant, seed=self.seed, path=stream, device=self.device)
             module.register_buffer(name, tensor, persistent=True)
+            self.record.constants.append((module, name, constant, stream))
         return module
 
 
@@ -170,16 +202,15 @@ def _call_args(args: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in args.items())
 
 
-def construct(spec: ModelSpec, *, device: torch.device, seed: int) -> nn.Module:
+def construct(spec: ModelSpec, *, device: torch.device, seed: int) -> tuple[nn.Module, BuildRecord]:
     """Build the module tree of ``spec`` with its tensors created on ``device``.
 
-    Layers' own default initialisation draws from torch's global generator; it
-    runs inside ``fork_rng`` seeded with ``seed`` so a build is reproducible
-    and leaves the caller's random state untouched.
+    Layers' own default initialisation draws from torch's global generator,
+    re-seeded per layer from ``seed`` and the layer's module path, inside
+    ``fork_rng`` so the caller's random state is untouched.
     """
     builder = _Builder(spec, seed=seed, device=device)
     fork_devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork_devices):
-        torch.manual_seed(seed)
-        with device:
-            return builder.build(spec.network, ("network",))
+    with torch.random.fork_rng(devices=fork_devices), device:
+        module = builder.build(spec.network, ("network",), "")
+    return module, builder.record

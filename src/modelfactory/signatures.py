@@ -124,11 +124,13 @@ def args_model_from_signature(
     *,
     model_name: str,
     keyword_only: bool = False,
+    skip_leading: int = 0,
 ) -> type[SignatureModel]:
     """Build a pydantic model of ``func``'s configurable parameters.
 
     ``keyword_only=True`` takes only keyword-only parameters (ops: their
-    positional parameters are tensor inputs, not config).
+    positional parameters are tensor inputs, not config). ``skip_leading``
+    drops that many leading parameters (``torch.nn.init``'s ``tensor``).
     """
     target = func.__init__ if inspect.isclass(func) else func
     signature = inspect.signature(func)
@@ -137,7 +139,9 @@ def args_model_from_signature(
     except Exception:  # noqa: BLE001 - unresolvable forward refs: fall back to defaults
         hints = {}
     fields: dict[str, Any] = {}
-    for name, param in signature.parameters.items():
+    for position, (name, param) in enumerate(signature.parameters.items()):
+        if position < skip_leading:
+            continue
         if name in _SKIPPED_PARAMS or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
         if keyword_only and param.kind is not param.KEYWORD_ONLY:

@@ -17,16 +17,13 @@ constructor signatures, forward steps are checked as a data-flow graph.
 
 from __future__ import annotations
 
-import contextvars
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     PlainSerializer,
@@ -40,8 +37,10 @@ from pydantic_core import PydanticCustomError
 from typing_extensions import TypeAliasType
 
 from .errors import did_you_mean
+from .initspec import InitRule
 from .registry import LAYERS, OPS
 from .signatures import UnsupportedSignature
+from .specbase import SCOPE, Frozen, Scope, mapping_keys, problem, raise_problems, relocated
 
 __all__ = [
     "InputSpec",
@@ -68,103 +67,12 @@ MAX_REPEAT = 100_000
 
 
 # --------------------------------------------------------------------------
-# error plumbing shared by the validators
-# --------------------------------------------------------------------------
-def problem(
-    kind: str, message: str, loc: tuple[Any, ...] = (), found: Any = None
-) -> dict[str, Any]:
-    """One line error for :func:`raise_problems` (``message`` is literal text)."""
-    return {
-        "type": PydanticCustomError(kind, "{message}", {"message": message}),
-        "loc": loc,
-        "input": found,
-    }
-
-
-def relocated(err: ValidationError, prefix: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-    """Re-express another validation's errors as line errors under ``prefix``."""
-    return [
-        problem(d["type"], d["msg"], prefix + tuple(d["loc"]), d.get("input")) for d in err.errors()
-    ]
-
-
-def raise_problems(title: str, problems: list[dict[str, Any]]) -> None:
-    """Raise every collected problem at once; pydantic merges them into the outer error."""
-    if problems:
-        raise ValidationError.from_exception_data(title, problems)
-
-
-# --------------------------------------------------------------------------
-# name scope: block and shared names are defined at the top of a model file
-# and referred to anywhere below it
-# --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Scope:
-    blocks: frozenset[str] = frozenset()
-    shared: frozenset[str] = frozenset()
-
-
-_SCOPE: contextvars.ContextVar[_Scope] = contextvars.ContextVar(
-    "modelfactory_scope",
-    default=_Scope(),  # noqa: B039 - frozen dataclass of frozensets
-)
-
-
-def _mapping_keys(value: Any) -> frozenset[str]:
-    return (
-        frozenset(k for k in value if isinstance(k, str))
-        if isinstance(value, dict)
-        else frozenset()
-    )
-
-
-class _Frozen(BaseModel):
-    """Base of every spec model: immutable, and unknown keys are errors with a did-you-mean."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-    @classmethod
-    def _allowed_keys(cls) -> set[str]:
-        keys: set[str] = set()
-        for name, info in cls.model_fields.items():
-            keys.add(name)
-            if info.alias:
-                keys.add(info.alias)
-        return keys
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _reject_unknown_keys(cls, data: Any, handler: Any) -> Any:
-        if not isinstance(data, dict):
-            return handler(data)
-        allowed = cls._allowed_keys()
-        unknown = [k for k in data if k not in allowed]
-        if not unknown:
-            return handler(data)
-        problems = [
-            problem(
-                "unknown_key",
-                f"unknown key '{k}'.{did_you_mean(str(k), allowed)} "
-                f"Allowed keys: {', '.join(sorted(allowed))}.",
-                (k,),
-                data[k],
-            )
-            for k in unknown
-        ]
-        try:
-            handler({k: v for k, v in data.items() if k in allowed})
-        except ValidationError as err:
-            problems += relocated(err)
-        raise_problems(cls.__name__, problems)
-
-
-# --------------------------------------------------------------------------
 # data: input and constants
 # --------------------------------------------------------------------------
 Dtype = Literal["float32", "float64", "float16", "bfloat16", "int64", "int32", "bool"]
 
 
-class InputSpec(_Frozen):
+class InputSpec(Frozen):
     """The random input of the forward pass (``torch.rand(2, 20)`` is the default)."""
 
     shape: tuple[PositiveInt, ...] = Field(min_length=1)
@@ -190,7 +98,7 @@ class InputSpec(_Frozen):
         return self.dtype or ("int64" if self.dist == "randint" else "float32")
 
 
-class ConstantSpec(_Frozen):
+class ConstantSpec(Frozen):
     """A non-trainable tensor (a persistent buffer), filled from the model's seed."""
 
     shape: tuple[Annotated[int, Field(ge=0)], ...]
@@ -238,7 +146,7 @@ def _layer_args_problems(type_name: str, args: dict[str, Any]) -> tuple[dict[str
     return validated.model_dump(exclude_unset=True), []
 
 
-class LayerNode(_Frozen):
+class LayerNode(Frozen):
     """A registered layer and its arguments, written flat: ``{type: Linear, in_features: 20}``."""
 
     type: str
@@ -254,7 +162,7 @@ class LayerNode(_Frozen):
             data = {"type": data.get("type"), "args": args}
         node = handler(data)
         if node.type not in LAYERS:
-            known = LAYERS.names() + sorted(_SCOPE.get().blocks)
+            known = LAYERS.names() + sorted(SCOPE.get().blocks)
             raise PydanticCustomError(
                 "unknown_layer",
                 "{message}",
@@ -270,14 +178,14 @@ class LayerNode(_Frozen):
         return {"type": self.type, **self.args}
 
 
-class BlockRef(_Frozen):
+class BlockRef(Frozen):
     """A fresh instance of a block defined under ``blocks:``."""
 
     block: str
 
     @model_validator(mode="after")
     def _block_exists(self) -> BlockRef:
-        blocks = _SCOPE.get().blocks
+        blocks = SCOPE.get().blocks
         if self.block not in blocks:
             defined = ", ".join(sorted(blocks)) or "none"
             raise PydanticCustomError(
@@ -291,14 +199,14 @@ class BlockRef(_Frozen):
         return self
 
 
-class SharedRef(_Frozen):
+class SharedRef(Frozen):
     """The one module declared under ``shared:``; every reference is the same object."""
 
     shared: str
 
     @model_validator(mode="after")
     def _shared_exists(self) -> SharedRef:
-        names = _SCOPE.get().shared
+        names = SCOPE.get().shared
         if self.shared not in names:
             defined = ", ".join(sorted(names)) or "none"
             raise PydanticCustomError(
@@ -312,7 +220,7 @@ class SharedRef(_Frozen):
         return self
 
 
-class RepeatNode(_Frozen):
+class RepeatNode(Frozen):
     """``repeat`` fresh copies of ``body`` in a Sequential; ``names`` names them (``{i}`` = index)."""
 
     repeat: Annotated[int, Field(ge=1, le=MAX_REPEAT)]
@@ -372,7 +280,7 @@ _TAG_BY_CLASS: dict[type, str] = {}
 
 def _resolve_bare_name(name: str) -> LayerNode | BlockRef:
     """A bare string is a block if one has that name, else an argument-less layer."""
-    if name in _SCOPE.get().blocks:
+    if name in SCOPE.get().blocks:
         return BlockRef(block=name)
     return LayerNode.model_validate({"type": name})
 
@@ -398,7 +306,7 @@ def _node_tag(value: Any) -> str:
     return f"{TAG_PREFIX}invalid"
 
 
-class Step(_Frozen):
+class Step(Frozen):
     """One forward step: call a child, or apply a registered op.
 
     ``in`` names the step's inputs (default: the previous step's output) and
@@ -448,7 +356,7 @@ ValueName = Annotated[str, Field(pattern=IDENTIFIER.pattern)]
 ChildName = Annotated[str, Field(min_length=1, pattern=r"^[^.]+$")]
 
 
-class CompositeNode(_Frozen):
+class CompositeNode(Frozen):
     """A module with named children, constants and an explicit forward program.
 
     Printed with ``name`` (or its block's name) as the class name, e.g. ``NestMLP(...)``.
@@ -641,7 +549,7 @@ _TAG_BY_CLASS.update(
 )
 
 
-class ModelSpec(_Frozen):
+class ModelSpec(Frozen):
     """A whole model file."""
 
     name: str | None = Field(default=None, description="a label for logs and checkpoints")
@@ -654,19 +562,20 @@ class ModelSpec(_Frozen):
         default_factory=dict
     )
     network: Node
+    init: tuple[InitRule, ...] = Field(
+        default=(), description="init rules applied before those passed to build (init=...)"
+    )
 
     @model_validator(mode="wrap")
     @classmethod
     def _with_scope(cls, data: Any, handler: Any) -> Any:
         if not isinstance(data, dict):
             return handler(data)
-        token = _SCOPE.set(
-            _Scope(_mapping_keys(data.get("blocks")), _mapping_keys(data.get("shared")))
-        )
+        token = SCOPE.set(Scope(mapping_keys(data.get("blocks")), mapping_keys(data.get("shared"))))
         try:
             return handler(data)
         finally:
-            _SCOPE.reset(token)
+            SCOPE.reset(token)
 
     @model_validator(mode="after")
     def _check_references(self) -> ModelSpec:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -92,3 +93,21 @@ def format_parameter_table(model: nn.Module) -> str:
     if counts["buffers"]:
         totals += f", plus {counts['buffers']:,} buffer elements (constants, running stats)"
     return f"{table}\n{totals}"
+
+
+def format_init_report(report: list[dict[str, Any]]) -> str:
+    """The init report as a table: which rule initialised each parameter, with what."""
+    body = [
+        [
+            row["param"] + (f" (= {', '.join(row['aliases'])})" if row.get("aliases") else ""),
+            row["rule"],
+            row["scheme"]
+            + (
+                f"({', '.join(f'{k}={v!r}' for k, v in row['args'].items())})"
+                if row["args"]
+                else ""
+            ),
+        ]
+        for row in report
+    ]
+    return "init report\n" + format_table(["parameter", "rule", "scheme"], body)

@@ -1,0 +1,161 @@
+"""Stage: from a module tree on the ``meta`` device to real tensors on the target device.
+
+Constructing on ``meta`` allocates nothing and runs no init; ``to_empty`` then
+allocates each tensor once, directly on the target, and the configured init
+runs exactly once. For tiny models the meta detour costs more than it saves
+(PITFALLS.md: 100 small Linears took 3.1 ms directly, 6.8 ms under meta), so
+``strategy="auto"`` takes it only for models estimated to be large.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+from .builder import BuildRecord, fill_constant
+from .spec import BlockRef, CompositeNode, LayerNode, ModelSpec, RepeatNode, SharedRef
+
+__all__ = [
+    "estimate_parameters",
+    "meta_safe",
+    "materialize",
+    "tie_groups",
+    "retie",
+    "META_THRESHOLD",
+]
+
+log = logging.getLogger(__name__)
+
+# Above this estimated parameter count the meta path is worth it: the default
+# init pass it saves costs more than constructing twice (see docs/benchmarks.md).
+META_THRESHOLD = 1_000_000
+
+
+def _layer_estimate(node: LayerNode) -> int:
+    """A rough parameter count: the product of the two largest size arguments and any kernel."""
+    sizes: list[int] = []
+    kernel = 1
+    for key, value in node.args.items():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int) and value > 0:
+            sizes.append(value)
+        elif "kernel" in key and isinstance(value, (list, tuple)):
+            for item in value:
+                kernel *= int(item) if isinstance(item, int) and item > 0 else 1
+    sizes.sort(reverse=True)
+    if not sizes:
+        return 0
+    return (sizes[0] * (sizes[1] if len(sizes) > 1 else 1)) * kernel
+
+
+def estimate_parameters(spec: ModelSpec) -> int:
+    """Estimate a model's parameter count from its spec, without building anything.
+
+    Only used to pick a build strategy; both strategies give identical values.
+    """
+    shared_seen: set[str] = set()
+
+    def walk(node: Any, depth: int = 0) -> int:
+        if depth > 200:  # validated specs have no reference cycles; this is a backstop
+            return 0
+        if isinstance(node, LayerNode):
+            return _layer_estimate(node)
+        if isinstance(node, (list, tuple)):
+            return sum(walk(n, depth + 1) for n in node)
+        if isinstance(node, BlockRef):
+            return walk(spec.blocks[node.block], depth + 1)
+        if isinstance(node, SharedRef):
+            if node.shared in shared_seen:
+                return 0
+            shared_seen.add(node.shared)
+            return walk(spec.shared[node.shared], depth + 1)
+        if isinstance(node, RepeatNode):
+            return node.repeat * walk(node.body, depth + 1)
+        if isinstance(node, CompositeNode):
+            return sum(walk(n, depth + 1) for n in node.children.values())
+        return 0
+
+    return walk(spec.network)
+
+
+def _has_state(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters(recurse=False)) or any(
+        True for _ in module.buffers(recurse=False)
+    )
+
+
+def _has_reset(module: nn.Module) -> bool:
+    return callable(getattr(module, "reset_parameters", None)) or callable(
+        getattr(module, "_reset_parameters", None)
+    )
+
+
+def meta_safe(model: nn.Module, record: BuildRecord) -> str | None:
+    """``None`` if every tensor can get its values back after ``to_empty``, else why not."""
+    constant_owners = {id(owner) for owner, *_ in record.constants}
+    in_layer: dict[int, nn.Module] = {}
+    for _, layer in record.layers:
+        for sub in layer.modules():
+            in_layer[id(sub)] = layer
+    for name, module in model.named_modules():
+        if not _has_state(module):
+            continue
+        layer = in_layer.get(id(module))
+        if layer is None:
+            if id(module) in constant_owners and not list(module.parameters(recurse=False)):
+                continue
+            return f"module '{name}' ({type(module).__name__}) holds tensors outside any registered layer"
+        if not (_has_reset(module) or _has_reset(layer)):
+            return (
+                f"layer '{name}' ({type(module).__name__}) has parameters or buffers but no "
+                "reset_parameters() to restore them after materialising"
+            )
+    return None
+
+
+def tie_groups(model: nn.Module) -> list[list[tuple[nn.Module, str, str]]]:
+    """Groups of (module, attribute, kind) that hold one and the same tensor object."""
+    groups: dict[int, list[tuple[nn.Module, str, str]]] = {}
+    seen_modules: set[int] = set()
+    for module in model.modules():
+        if id(module) in seen_modules:
+            continue
+        seen_modules.add(id(module))
+        for kind, table in (("param", module._parameters), ("buffer", module._buffers)):
+            for attr, tensor in table.items():
+                if tensor is not None:
+                    groups.setdefault(id(tensor), []).append((module, attr, kind))
+    return [group for group in groups.values() if len(group) > 1]
+
+
+def retie(groups: list[list[tuple[nn.Module, str, str]]]) -> None:
+    """Make every member of each group hold the first member's tensor object again."""
+    for group in groups:
+        first_module, first_attr, kind = group[0]
+        table = "_parameters" if kind == "param" else "_buffers"
+        tensor = getattr(first_module, table)[first_attr]
+        for module, attr, _ in group[1:]:
+            getattr(module, table)[attr] = tensor
+
+
+def materialize(
+    model: nn.Module, record: BuildRecord, *, device: torch.device, seed: int
+) -> nn.Module:
+    """Allocate ``model``'s tensors on ``device`` (uninitialised), keeping ties and constants.
+
+    Parameters and buffers come back as garbage: the caller runs the default
+    init replay and the rules next. Constants are refilled here from their
+    own seeded streams.
+    """
+    groups = tie_groups(model)
+    model.to_empty(device=device)
+    # to_empty may replace Parameter objects (meta -> real tensors are not
+    # shallow-copy compatible), which silently unties them; re-assert the ties.
+    retie(groups)
+    for owner, name, constant, stream in record.constants:
+        owner._buffers[name] = fill_constant(constant, seed=seed, path=stream, device=device)
+    return model
