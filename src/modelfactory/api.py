@@ -117,9 +117,10 @@ def build(
         if why_not is None:
             chosen = "meta"
             plan = plan_init(model, rules, record.block_types)  # rule errors before allocating
+            # Layer ids survive materialising; parameter objects may not.
+            skip = fully_covered_layers(record, plan.covered())
             if build_device.type != "meta":
                 materialize(model, record, device=build_device, seed=seed)
-                skip = fully_covered_layers(record, plan.covered())
                 replay_default_init(record, seed=seed, device=build_device, skip=skip)
             plan = plan_init(model, rules, record.block_types)  # tensors were re-allocated
         else:
