@@ -33,6 +33,10 @@ def test_the_docs_have_examples():
 def test_yaml_example_validates_and_builds(text):
     data = yaml.safe_load(text)
     assert isinstance(data, dict)
+    if "rules" in data:  # an init config: apply it to the text's param_net
+        model = mf.build(ROOT / "conf" / "model" / "param_net.yaml", init=data)
+        assert model.modelfactory_info.init_report
+        return
     spec = mf.validate(data)
     model = mf.build(spec)
     out = model(make_input(spec.input, seed=0))
