@@ -31,7 +31,9 @@ def test_run_writes_checkpoint_architecture_and_metrics(tmp_path):
     proc = run_app("model=shared", "seed=3", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
     assert "Sequential(" in proc.stdout
-    assert "shared with 2.weight" in proc.stdout  # the parameter table marks the shared layer
+    assert (
+        "shared module: same as 2.weight" in proc.stdout
+    )  # the parameter table marks the shared layer
     assert "output: shape (2, 1)" in proc.stdout
 
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -87,7 +89,14 @@ def test_init_group_applies_and_report_is_saved(tmp_path):
     assert "init report" in proc.stdout
     report = {row["param"]: row for row in json.loads((tmp_path / "init_report.json").read_text())}
     assert report["0.weight"]["scheme"] == "xavier_uniform"
-    assert report["2.weight"] == {"param": "2.weight", "aliases": [], "shape": [1, 8], "rule": "init.rules[1]", "scheme": "constant", "args": {"val": 42.0}}
+    assert report["2.weight"] == {
+        "param": "2.weight",
+        "aliases": [],
+        "shape": [1, 8],
+        "rule": "init.rules[1]",
+        "scheme": "constant",
+        "args": {"val": 42.0},
+    }
     assert report["0.bias"]["rule"] == "default"
     model = mf.load(tmp_path / "model.safetensors")
     assert torch.all(model[2].weight == 42)
@@ -97,4 +106,7 @@ def test_unmatched_init_rule_fails_without_traceback(tmp_path):
     proc = run_app("model=rgnet", "init=mixed", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
-    assert "init.rules[1]: init rule constant(val=42.0) on module='2' param='weight' matched no parameter" in proc.stderr
+    assert (
+        "init.rules[1]: init rule constant(val=42.0) on module='2' param='weight' matched no parameter"
+        in proc.stderr
+    )

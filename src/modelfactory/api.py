@@ -26,17 +26,11 @@ from .initialize import (
     replay_default_init,
 )
 from .initspec import InitSpec
-from .materialize import (
-    META_THRESHOLD,
-    estimate_parameters,
-    materialize,
-    meta_safe,
-    retie,
-    tie_groups,
-)
+from .materialize import META_THRESHOLD, estimate_parameters, materialize, meta_safe
 from .parse import plain_data, problems_from, to_spec
 from .source import load_yaml_file
 from .spec import ModelSpec
+from .ties import apply_ties, keep_ties
 from .weights import load_weights
 
 __all__ = ["build", "load", "validate", "to_init_spec"]
@@ -116,30 +110,37 @@ def build(
         why_not = meta_safe(model, record)
         if why_not is None:
             chosen = "meta"
-            plan = plan_init(model, rules, record.block_types)  # rule errors before allocating
-            # Layer ids survive materialising; parameter objects may not.
-            skip = fully_covered_layers(record, plan.covered())
+            # Ties and rules are checked on meta tensors, before anything is allocated.
+            pairs = apply_ties(model, model_spec.ties)
+            plan = plan_init(model, rules, record.block_types)
+            skip = fully_covered_layers(record, plan.covered())  # layer ids survive materialising
             if build_device.type != "meta":
                 materialize(model, record, device=build_device, seed=seed)
-                replay_default_init(record, seed=seed, device=build_device, skip=skip)
-            plan = plan_init(model, rules, record.block_types)  # tensors were re-allocated
+                tied_away = {
+                    (id(model.get_submodule(t.rpartition(".")[0])), t.rpartition(".")[2])
+                    for t, _ in pairs
+                }
+                replay_default_init(
+                    record, seed=seed, device=build_device, skip=skip, tied_away=tied_away
+                )
+            plan = plan_init(model, rules, record.block_types)  # parameter objects were replaced
         else:
             log.info("building directly on %s instead of via meta: %s", build_device, why_not)
     if chosen == "direct":
         model, record = construct(model_spec, device=build_device, seed=seed)
+        pairs = apply_ties(model, model_spec.ties)
         plan = plan_init(model, rules, record.block_types)
     report = apply_init(plan, seed=seed)
+    keep_ties(model, pairs)
     if build_device != target:
-        groups = tie_groups(model)
         model.to(target)
-        retie(groups)
 
     model.modelfactory_info = BuildInfo(
         spec=model_spec,
         seed=seed,
         device=str(target),
         init=[{"path": r.path, **r.rule.model_dump()} for r in rules],
-        facts={"strategy": chosen, "cpu_generator": bool(on_cpu_first)},
+        facts={"strategy": chosen, "cpu_generator": bool(on_cpu_first), "ties": dict(pairs)},
         init_report=report,
     )
     log.debug("built %s on %s via %s", type(model).__name__, target, chosen)

@@ -260,20 +260,36 @@ def _reset(module: nn.Module) -> None:
 
 
 def replay_default_init(
-    record: BuildRecord, *, seed: int, device: torch.device, skip: set[int]
+    record: BuildRecord,
+    *,
+    seed: int,
+    device: torch.device,
+    skip: set[int],
+    tied_away: set[tuple[int, str]] = frozenset(),
 ) -> None:
     """Run each layer's default init from its own seeded stream, as direct construction did.
 
     Layers in ``skip`` (every parameter covered by a rule, no buffers) are not
-    touched: their values come from the rules alone, so nothing is initialised twice.
+    touched: their values come from the rules alone, so nothing is initialised
+    twice. A parameter tied away to another layer's tensor (``tied_away``:
+    ``(id(module), attribute)``) gets a scratch tensor while its layer resets,
+    so the reset neither overwrites the tie's owner nor shifts any stream.
     """
     fork = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork), torch.no_grad():
         for path, layer in record.layers:
             if id(layer) in skip:
                 continue
+            swapped = []
+            for module in layer.modules():
+                for attr, param in list(module._parameters.items()):
+                    if (id(module), attr) in tied_away and param is not None:
+                        module._parameters[attr] = nn.Parameter(torch.empty_like(param))
+                        swapped.append((module, attr, param))
             torch.manual_seed(derive_seed(seed, f"layer:{path}"))
             _reset(layer)
+            for module, attr, param in swapped:
+                module._parameters[attr] = param
 
 
 def fully_covered_layers(record: BuildRecord, covered: set[int]) -> set[int]:

@@ -353,6 +353,8 @@ class Step(Frozen):
 
 
 ValueName = Annotated[str, Field(pattern=IDENTIFIER.pattern)]
+# A parameter's state_dict name, e.g. "head.weight" or "0.block 1.2.bias".
+ParamPath = Annotated[str, Field(pattern=r"^[^.]+(\.[^.]+)*$")]
 ChildName = Annotated[str, Field(min_length=1, pattern=r"^[^.]+$")]
 
 
@@ -565,6 +567,10 @@ class ModelSpec(Frozen):
     init: tuple[InitRule, ...] = Field(
         default=(), description="init rules applied before those passed to build (init=...)"
     )
+    ties: dict[ParamPath, ParamPath] = Field(
+        default_factory=dict,
+        description="tied parameters: target path -> source path (the target becomes the source)",
+    )
 
     @model_validator(mode="wrap")
     @classmethod
@@ -606,6 +612,16 @@ class ModelSpec(Frozen):
                         (section, cycle[0]),
                     )
                 )
+        tie_cycle = _find_cycle({target: {source} for target, source in self.ties.items()})
+        if tie_cycle:
+            problems.append(
+                problem(
+                    "tie_cycle",
+                    f"ties form a cycle: {' -> '.join(tie_cycle)}; every chain of ties must end at a "
+                    "parameter that is not itself tied",
+                    ("ties", tie_cycle[0]),
+                )
+            )
         raise_problems("ModelSpec", problems)
         return self
 

@@ -25,14 +25,18 @@ class ParamRow:
     count: int
     trainable: bool
     same_as: str | None  # the first name of the same Parameter object, if this is a repeat
+    tied: bool = False  # True for a parameter tie (different modules), False for a shared module
 
 
 def parameter_rows(model: nn.Module) -> list[ParamRow]:
     """Every parameter name, marking names that reach an already-listed Parameter."""
     first: dict[int, str] = {}
+    modules = dict(model.named_modules(remove_duplicate=False))
     rows = []
     for name, param in model.named_parameters(remove_duplicate=False):
         original = first.setdefault(id(param), name)
+        owner = modules[name.rpartition(".")[0]]
+        first_owner = modules[original.rpartition(".")[0]]
         rows.append(
             ParamRow(
                 name=name,
@@ -40,6 +44,7 @@ def parameter_rows(model: nn.Module) -> list[ParamRow]:
                 count=param.numel(),
                 trainable=param.requires_grad,
                 same_as=None if original == name else original,
+                tied=original != name and owner is not first_owner,
             )
         )
     return rows
@@ -75,6 +80,12 @@ def format_table(
     return "\n".join(out)
 
 
+def _note(row: ParamRow) -> str:
+    if row.same_as is None:
+        return "" if row.trainable else "frozen"
+    return f"tied to {row.same_as}" if row.tied else f"shared module: same as {row.same_as}"
+
+
 def format_parameter_table(model: nn.Module) -> str:
     """The parameter table printed by ``run.py``: name, shape, count, and sharing."""
     rows = parameter_rows(model)
@@ -83,7 +94,7 @@ def format_parameter_table(model: nn.Module) -> str:
             r.name,
             "x".join(map(str, r.shape)) or "scalar",
             f"{r.count:,}",
-            f"shared with {r.same_as}" if r.same_as else ("" if r.trainable else "frozen"),
+            _note(r),
         ]
         for r in rows
     ]
