@@ -6,7 +6,7 @@ build: spec -> construct (meta or direct) -> materialise -> init exactly once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -78,6 +78,7 @@ def build(
     seed: int = 0,
     init: InitLike = None,
     strategy: Strategy = "auto",
+    progress: Callable[[int, int], None] | None = None,
 ) -> nn.Module:
     """Build the ``nn.Module`` described by ``spec`` on ``device``, initialised exactly once.
 
@@ -87,6 +88,7 @@ def build(
     ``meta`` constructs on the meta device and allocates once on the target,
     ``direct`` constructs on the target, ``auto`` takes ``meta`` for large
     models. Both give identical values for the same seed and rules.
+    ``progress(done, total)`` is called as parameters are initialised (elements).
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ModelFactoryError(f"seed: must be a non-negative integer, found {seed!r}")
@@ -130,7 +132,7 @@ def build(
         model, record = construct(model_spec, device=build_device, seed=seed)
         pairs = apply_ties(model, model_spec.ties)
         plan = plan_init(model, rules, record.block_types)
-    report = apply_init(plan, seed=seed)
+    report = apply_init(plan, seed=seed, progress=progress)
     keep_ties(model, pairs)
     if build_device != target:
         model.to(target)

@@ -20,6 +20,7 @@ from .api import build
 from .checkpoint import save
 from .errors import SpecError
 from .parse import plain_data, validate_data
+from .progress import DelayedProgress
 from .runner import make_input, run_forward
 from .source import SourceMap, load_yaml_file
 from .spec import ModelSpec
@@ -67,7 +68,8 @@ def run_job(cfg: DictConfig, *, conf_dir: Path | None = None) -> dict[str, Any]:
 
     init = plain_data(cfg.get("init")) if cfg.get("init") is not None else None
     start = time.perf_counter()
-    model = build(spec, device=cfg.device, seed=int(cfg.seed), init=init)
+    with DelayedProgress("initialising") as progress:
+        model = build(spec, device=cfg.device, seed=int(cfg.seed), init=init, progress=progress)
     timings["build_s"] = time.perf_counter() - start
     info = model.modelfactory_info
     device = info.device

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -203,11 +203,24 @@ def _accepts_generator(fn: Any) -> bool:
         return False
 
 
-def apply_init(plan: InitPlan, *, seed: int) -> list[dict[str, Any]]:
-    """Apply each parameter's winning rule once; return the init report rows."""
+Progress = Callable[[int, int], None]
+
+
+def apply_init(
+    plan: InitPlan, *, seed: int, progress: Progress | None = None
+) -> list[dict[str, Any]]:
+    """Apply each parameter's winning rule once; return the init report rows.
+
+    ``progress(done, total)`` is called after each parameter, in elements.
+    """
     report = []
+    total = sum(info.tensor.numel() for info in plan.params)
+    done = 0
     with torch.no_grad():
         for info in plan.params:
+            done += info.tensor.numel()
+            if progress is not None:
+                progress(done, total)
             labeled = plan.winners[id(info.tensor)]
             row: dict[str, Any] = {
                 "param": info.name,
