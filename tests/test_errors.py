@@ -30,9 +30,9 @@ def only_problem(data):
 
 
 def test_missing_required_argument():
-    p = only_problem(spec([{"type": "Linear", "out_features": 3}]))
-    assert p.path == "network[0].in_features"
-    assert p.message == "missing required argument 'in_features' for Linear"
+    p = only_problem(spec([{"type": "Linear", "in_features": 20}]))
+    assert p.path == "network[0].out_features"
+    assert p.message == "missing required argument 'out_features' for Linear"
 
 
 def test_wrong_type():

@@ -316,10 +316,11 @@ def test_meta_path_skips_default_init_of_layers_the_rules_fully_cover():
     }
     try:
         mf.build(spec, init=INIT / "xavier.yaml", strategy="meta")
-        assert resets == ["meta"]  # only the constructor's call, on meta: no real default init
+        # constructor calls on meta only (shape check, then the build): no real default init
+        assert set(resets) == {"meta"}
         resets.clear()
         mf.build(spec, strategy="meta")  # no rules: the default init runs once, on the real tensors
-        assert resets == ["meta", "cpu"]
+        assert [d for d in resets if d != "meta"] == ["cpu"]
     finally:
         from modelfactory.registry import LAYERS
 

@@ -12,6 +12,7 @@ import logging
 from . import layers as _layers  # noqa: F401  (registers torch.nn and the project's layers)
 from . import ops as _ops  # noqa: F401  (registers the built-in ops)
 from .api import build, load, validate
+from .check import check
 from .checkpoint import save
 from .devices import try_all_gpus, try_gpu
 from .errors import ModelFactoryError
@@ -25,6 +26,7 @@ __all__ = [
     "load",
     "save",
     "validate",
+    "check",
     "ModelSpec",
     "ModelFactoryError",
     "register_layer",

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from torch import nn
 
 from .builder import BuildInfo, construct
+from .check import check as run_check
 from .checkpoint import read_metadata, spec_from_metadata
 from .devices import resolve_device
 from .errors import InitError, ModelFactoryError
@@ -79,6 +80,7 @@ def build(
     init: InitLike = None,
     strategy: Strategy = "auto",
     progress: Callable[[int, int], None] | None = None,
+    check: bool = True,
 ) -> nn.Module:
     """Build the ``nn.Module`` described by ``spec`` on ``device``, initialised exactly once.
 
@@ -89,12 +91,18 @@ def build(
     ``direct`` constructs on the target, ``auto`` takes ``meta`` for large
     models. Both give identical values for the same seed and rules.
     ``progress(done, total)`` is called as parameters are initialised (elements).
+    ``check`` runs the shape check first (a dry run on ``meta``: omitted sizes
+    are inferred, mismatches reported before anything is allocated); it is
+    required when sizes are omitted, and can be skipped for a spec that
+    :func:`modelfactory.check` already resolved.
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ModelFactoryError(f"seed: must be a non-negative integer, found {seed!r}")
     if strategy not in ("auto", "meta", "direct"):
         raise ModelFactoryError(f"strategy: must be 'auto', 'meta' or 'direct', found {strategy!r}")
     model_spec = to_spec(spec)
+    if check:
+        model_spec = run_check(model_spec).spec
     init_spec = to_init_spec(init)
     rules = [LabeledRule(r, f"init[{i}]") for i, r in enumerate(model_spec.init)]
     rules += [LabeledRule(r, f"init.rules[{i}]") for i, r in enumerate(init_spec.rules)]

@@ -17,6 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from .api import build
+from .check import check
 from .checkpoint import save
 from .errors import SpecError
 from .parse import plain_data, validate_data
@@ -42,9 +43,11 @@ def _model_source(choice: str | None, conf_dir: Path | None) -> SourceMap | None
         return None
 
 
-def _validated_model(cfg: DictConfig, choice: str | None, conf_dir: Path | None) -> ModelSpec:
-    data = plain_data(cfg.model)
-    return validate_data(data, source=_model_source(choice, conf_dir), root="model")
+def _checked_model(cfg: DictConfig, choice: str | None, conf_dir: Path | None) -> ModelSpec:
+    """Validate and shape-check the model; problems point into conf/model/<choice>.yaml."""
+    source = _model_source(choice, conf_dir)
+    spec = validate_data(plain_data(cfg.model), source=source, root="model")
+    return check(spec, source=source, root="model").spec
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -63,13 +66,15 @@ def run_job(cfg: DictConfig, *, conf_dir: Path | None = None) -> dict[str, Any]:
 
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    spec = _validated_model(cfg, choice, conf_dir)
+    spec = _checked_model(cfg, choice, conf_dir)
     timings["validate_s"] = time.perf_counter() - start
 
     init = plain_data(cfg.get("init")) if cfg.get("init") is not None else None
     start = time.perf_counter()
     with DelayedProgress("initialising") as progress:
-        model = build(spec, device=cfg.device, seed=int(cfg.seed), init=init, progress=progress)
+        model = build(
+            spec, device=cfg.device, seed=int(cfg.seed), init=init, progress=progress, check=False
+        )
     timings["build_s"] = time.perf_counter() - start
     info = model.modelfactory_info
     device = info.device

@@ -18,7 +18,16 @@ from torch import nn
 from .errors import ConfigProblem, ModelFactoryError, format_path
 from .graph import ProgramStep, composite_class
 from .registry import LAYERS, OPS
-from .spec import BlockRef, CompositeNode, ConstantSpec, LayerNode, ModelSpec, RepeatNode, SharedRef
+from .spec import (
+    BlockRef,
+    CompositeNode,
+    ConstantSpec,
+    LayerNode,
+    ModelSpec,
+    NamedSequential,
+    RepeatNode,
+    SharedRef,
+)
 
 __all__ = [
     "BuildInfo",
@@ -100,8 +109,11 @@ class BuildRecord:
 
     layers: list[tuple[str, nn.Module]] = field(default_factory=list)
     constants: list[tuple[nn.Module, str, ConstantSpec, str]] = field(default_factory=list)
-    config_paths: dict[int, str] = field(default_factory=dict)  # id(module) -> config path
+    config_paths: dict[int, tuple[Any, ...]] = field(
+        default_factory=dict
+    )  # id(module) -> config path
     block_types: dict[str, type] = field(default_factory=dict)  # composite block name -> class
+    nodes: dict[int, LayerNode] = field(default_factory=dict)  # id(layer module) -> its spec node
 
 
 def _join(module_path: str, name: str | int) -> str:
@@ -109,7 +121,10 @@ def _join(module_path: str, name: str | int) -> str:
 
 
 class _Builder:
-    def __init__(self, spec: ModelSpec, *, seed: int, device: torch.device) -> None:
+    def __init__(
+        self, spec: ModelSpec, *, seed: int, device: torch.device, defer: Any = None
+    ) -> None:
+        self.defer = defer  # makes a stand-in for a layer whose sizes are still to be inferred
         self.spec = spec
         self.seed = seed
         self.device = device
@@ -141,15 +156,36 @@ class _Builder:
             module = nn.Sequential()
             for name in node.child_names():
                 module.add_module(name, self.build(node.body, path + ("body",), _join(where, name)))
+        elif isinstance(node, NamedSequential):
+            module = nn.Sequential()
+            for name, child in node.sequential.items():
+                module.add_module(
+                    name, self.build(child, path + ("sequential", name), _join(where, name))
+                )
         elif isinstance(node, CompositeNode):
             module = self._composite(node, path, where, class_name)
         else:  # pragma: no cover - validation guarantees a node kind
             raise TypeError(f"not a validated node at {format_path(path)}: {node!r}")
-        self.record.config_paths[id(module)] = format_path(path)
+        self.record.config_paths[id(module)] = path
         return module
 
     def _layer(self, node: LayerNode, path: tuple[Any, ...], where: str) -> nn.Module:
         entry = LAYERS.get(node.type)
+        missing = node.missing_inferable()
+        if missing:
+            if self.defer is None:
+                raise ModelFactoryError(
+                    f"could not build layer {node.type}",
+                    [
+                        ConfigProblem(
+                            format_path(path),
+                            f"{', '.join(missing)} must be inferred first: run the shape check (modelfactory.check) or give them",
+                        )
+                    ],
+                )
+            module = self.defer(node, path)
+            self.record.nodes[id(module)] = node
+            return module
         if self.device.type != "meta":
             # Each layer draws its default init from its own stream, so the meta
             # path (reset after materialising) reproduces these exact values and
@@ -163,6 +199,7 @@ class _Builder:
             )
             raise ModelFactoryError(f"could not build layer {node.type}", [problem]) from err
         self.record.layers.append((where, module))
+        self.record.nodes[id(module)] = node
         return module
 
     def _composite(
@@ -174,14 +211,16 @@ class _Builder:
         for index, step in enumerate(node.forward):
             inputs = step.inputs if step.inputs is not None else (current,)
             output = step.out if step.out is not None else f"%{index}"
-            label = format_path(path + ("forward", index))
+            where_in_config = path + ("forward", index)
             if step.call is not None:
-                program.append(ProgramStep(inputs, output, child=step.call, label=label))
+                program.append(ProgramStep(inputs, output, child=step.call, path=where_in_config))
             else:
                 assert step.op is not None
                 fn = OPS.get(step.op).target
                 bound = functools.partial(fn, **step.args) if step.args else fn
-                program.append(ProgramStep(inputs, output, fn=bound, label=label))
+                program.append(
+                    ProgramStep(inputs, output, fn=bound, path=where_in_config, op=step.op)
+                )
             current = output
         cls = composite_class(node.name or class_name or "Block")
         self.record.block_types[cls.__name__] = cls
@@ -202,14 +241,17 @@ def _call_args(args: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in args.items())
 
 
-def construct(spec: ModelSpec, *, device: torch.device, seed: int) -> tuple[nn.Module, BuildRecord]:
+def construct(
+    spec: ModelSpec, *, device: torch.device, seed: int, defer: Any = None
+) -> tuple[nn.Module, BuildRecord]:
     """Build the module tree of ``spec`` with its tensors created on ``device``.
 
     Layers' own default initialisation draws from torch's global generator,
     re-seeded per layer from ``seed`` and the layer's module path, inside
-    ``fork_rng`` so the caller's random state is untouched.
+    ``fork_rng`` so the caller's random state is untouched. ``defer(node,
+    path)`` (dry runs only) stands in for layers whose sizes are inferred.
     """
-    builder = _Builder(spec, seed=seed, device=device)
+    builder = _Builder(spec, seed=seed, device=device, defer=defer)
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices), device:
         module = builder.build(spec.network, ("network",), "")

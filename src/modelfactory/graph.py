@@ -7,6 +7,7 @@ so that ``print(model)`` shows ``NestMLP(...)`` just like the hand-written class
 
 from __future__ import annotations
 
+import contextvars
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,7 +15,12 @@ from typing import Any
 
 from torch import Tensor, nn
 
-__all__ = ["GraphModule", "ProgramStep", "composite_class"]
+__all__ = ["GraphModule", "ProgramStep", "composite_class", "STEP_TRACE"]
+
+# The steps in progress (innermost last), recorded only while the shape check runs.
+STEP_TRACE: contextvars.ContextVar[list | None] = contextvars.ContextVar(
+    "modelfactory_steps", default=None
+)
 
 
 @dataclass(frozen=True)
@@ -25,7 +31,8 @@ class ProgramStep:
     output: str
     child: str | None = None
     fn: Callable[..., Tensor] | None = None
-    label: str = ""  # the config path, for error messages
+    path: tuple[Any, ...] = ()  # the step's config path, for error messages
+    op: str | None = None  # the op's registered name
 
 
 class GraphModule(nn.Module):
@@ -48,13 +55,18 @@ class GraphModule(nn.Module):
         values: dict[str, Any] = dict(zip(self._mf_inputs, args, strict=True))
         values.update(self._buffers)  # constants, wherever the module has been moved
         modules = self._modules
+        trace = STEP_TRACE.get()  # set only during the shape check's dry run
         for step in self._mf_program:
             inputs = [values[name] for name in step.inputs]
+            if trace is not None:
+                trace.append((step, inputs))
             if step.child is not None:
                 values[step.output] = modules[step.child](*inputs)
             else:
                 assert step.fn is not None
                 values[step.output] = step.fn(*inputs)
+            if trace is not None:
+                trace.pop()
         if len(self._mf_outputs) == 1:
             return values[self._mf_outputs[0]]
         return tuple(values[name] for name in self._mf_outputs)

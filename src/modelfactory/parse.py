@@ -46,24 +46,31 @@ _BUILTIN_MESSAGES = {
 }
 
 
-def problems_from(err: ValidationError, source: SourceMap | None, root: str) -> list[ConfigProblem]:
-    """Translate pydantic's errors into located, readable :class:`ConfigProblem` s."""
-    problems = []
+def located_errors(err: ValidationError) -> list[tuple[tuple[Any, ...], tuple[Any, ...], str]]:
+    """``(path, path to locate in the source, message)`` for each of pydantic's errors."""
+    out = []
     for d in err.errors():
         loc = _clean_loc(tuple(d["loc"]))
         kind = d["type"]
         if (d.get("ctx") or {}).get("message") is not None:
             message = d["msg"]  # our own message, already complete
-            loc_for_source = loc[:-1] if kind == "missing" else loc
+            where = loc[:-1] if kind == "missing" else loc
         elif kind in _BUILTIN_MESSAGES:
             message = _BUILTIN_MESSAGES[kind](loc, d)
-            loc_for_source = loc[:-1]
+            where = loc[:-1]
         else:
             message = f"{d['msg'].removeprefix('Value error, ')} (found {_short(d.get('input'))})"
-            loc_for_source = loc
-        where = source.locate(loc_for_source) if source else None
-        problems.append(ConfigProblem(format_path(loc, root), message, where))
-    return problems
+            where = loc
+        out.append((loc, where, message))
+    return out
+
+
+def problems_from(err: ValidationError, source: SourceMap | None, root: str) -> list[ConfigProblem]:
+    """Translate pydantic's errors into located, readable :class:`ConfigProblem` s."""
+    return [
+        ConfigProblem(format_path(loc, root), message, source.locate(where) if source else None)
+        for loc, where, message in located_errors(err)
+    ]
 
 
 def plain_data(obj: Any) -> Any:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -29,7 +30,6 @@ from pydantic import (
     PlainSerializer,
     PositiveInt,
     Tag,
-    ValidationError,
     model_serializer,
     model_validator,
 )
@@ -40,7 +40,16 @@ from .errors import did_you_mean
 from .initspec import InitRule
 from .registry import LAYERS, OPS
 from .signatures import UnsupportedSignature
-from .specbase import SCOPE, Frozen, Scope, mapping_keys, problem, raise_problems, relocated
+from .specbase import (
+    SCOPE,
+    Frozen,
+    Scope,
+    mapping_keys,
+    placeholder_problems,
+    problem,
+    raise_problems,
+    validate_arguments,
+)
 
 __all__ = [
     "InputSpec",
@@ -125,25 +134,7 @@ def _layer_args_problems(type_name: str, args: dict[str, Any]) -> tuple[dict[str
         model = entry.args_model
     except UnsupportedSignature as err:
         return args, [problem("unsupported_layer", f"layer type '{type_name}' {err}", ("type",))]
-    try:
-        validated = model.model_validate(args)
-    except ValidationError as err:
-        fields = list(model.model_fields)
-        problems = []
-        for d in err.errors():
-            loc = tuple(d["loc"])
-            key = loc[0] if loc else "?"
-            if d["type"] == "extra_forbidden":
-                msg = f"unknown argument '{key}' for {type_name}.{did_you_mean(str(key), fields)}"
-                msg += f" {type_name} takes: {', '.join(fields) or 'no arguments'}."
-            elif d["type"] == "missing":
-                msg = f"missing required argument '{key}' for {type_name}"
-            else:
-                text = d["msg"].removeprefix("Value error, ")
-                msg = f"invalid value for {type_name} argument '{key}': {text} (found {d.get('input')!r})"
-            problems.append(problem(d["type"], msg, loc, d.get("input")))
-        return args, problems
-    return validated.model_dump(exclude_unset=True), []
+    return validate_arguments(model, args, type_name, inferable=frozenset(entry.shape_rule))
 
 
 class LayerNode(Frozen):
@@ -177,15 +168,64 @@ class LayerNode(Frozen):
     def _dump(self) -> dict[str, Any]:
         return {"type": self.type, **self.args}
 
+    def missing_inferable(self) -> list[str]:
+        """Size arguments left out for shape inference to fill in."""
+        return [name for name in LAYERS.get(self.type).shape_rule if name not in self.args]
+
 
 class BlockRef(Frozen):
-    """A fresh instance of a block defined under ``blocks:``."""
+    """A fresh instance of a block defined under ``blocks:``, with its parameters in ``with``."""
 
     block: str
+    params: dict[str, Any] = Field(default_factory=dict, alias="with")
+
+    @model_serializer(mode="plain")
+    def _dump(self) -> dict[str, Any]:
+        return (
+            {"block": self.block, "with": dict(self.params)}
+            if self.params
+            else {"block": self.block}
+        )
 
     @model_validator(mode="after")
     def _block_exists(self) -> BlockRef:
-        blocks = SCOPE.get().blocks
+        scope = SCOPE.get()
+        blocks = scope.blocks
+        if self.block in blocks:
+            declared, required = (scope.block_params or {}).get(
+                self.block, (frozenset(), frozenset())
+            )
+            problems = placeholder_problems(self.params)
+            for key in self.params:
+                if key not in declared:
+                    problems.append(
+                        problem(
+                            "unknown_param",
+                            f"block '{self.block}' has no parameter '{key}'.{did_you_mean(key, declared)} Its parameters: {', '.join(sorted(declared)) or 'none'}.",
+                            ("with", key),
+                            self.params[key],
+                        )
+                    )
+            for key in sorted(required - set(self.params)):
+                problems.append(
+                    problem(
+                        "missing_param",
+                        f"block '{self.block}' needs parameter '{key}' (give it in 'with')",
+                        ("with",),
+                    )
+                )
+            raise_problems(
+                "BlockRef",
+                [
+                    p
+                    | {
+                        "loc": ("with",) + tuple(p["loc"])
+                        if p["loc"] and p["loc"][0] != "with"
+                        else p["loc"]
+                    }
+                    for p in problems
+                ],
+            )
         if self.block not in blocks:
             defined = ", ".join(sorted(blocks)) or "none"
             raise PydanticCustomError(
@@ -248,6 +288,42 @@ class RepeatNode(Frozen):
         return [self.names.replace(_REPEAT_PLACEHOLDER, str(i)) for i in range(self.repeat)]
 
 
+class ParametricBlock(Frozen):
+    """A block definition with parameters: ``{params: {planes: 64}, body: node}``.
+
+    Inside ``body``, ``{param: planes}`` stands for the value given at each use
+    (``{block: Name, with: {planes: 128}}``); a param without a default
+    (``null``) must be given. Only allowed directly under ``blocks:``.
+    """
+
+    params: dict[Annotated[str, Field(pattern=IDENTIFIER.pattern)], Any] = Field(
+        default_factory=dict
+    )
+    body: Node
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _params_scope(cls, data: Any, handler: Any) -> Any:
+        if not isinstance(data, dict):
+            return handler(data)
+        outer = SCOPE.get()
+        token = SCOPE.set(replace(outer, params=mapping_keys(data.get("params"))))
+        try:
+            return handler(data)
+        finally:
+            SCOPE.reset(token)
+
+    def required(self) -> frozenset[str]:
+        """Parameters without a default (written ``name: null``)."""
+        return frozenset(k for k, v in self.params.items() if v is None)
+
+
+class NamedSequential(Frozen):
+    """``{sequential: {name: node, ...}}``: an ``nn.Sequential`` with named children."""
+
+    sequential: dict[ChildName, Node]
+
+
 class _InvalidNode(BaseModel):
     """Catch-all branch of the node union: always fails with a helpful message."""
 
@@ -274,7 +350,7 @@ class _InvalidNode(BaseModel):
         )
 
 
-_NODE_KEYS = ("type", "block", "shared", "repeat", "children", "forward")
+_NODE_KEYS = ("type", "block", "shared", "repeat", "sequential", "children", "forward")
 _TAG_BY_CLASS: dict[type, str] = {}
 
 
@@ -298,6 +374,8 @@ def _node_tag(value: Any) -> str:
             ("block", "block"),
             ("shared", "shared"),
             ("repeat", "repeat"),
+            ("sequential", "named"),
+            ("params", "params"),
         ):
             if key in value:
                 return f"{TAG_PREFIX}{tag}"
@@ -430,12 +508,9 @@ class CompositeNode(Frozen):
                 problem("unknown_op", OPS.unknown_message(step.op), loc + ("op",), step.op)
             )
             return step
-        try:
-            validated = OPS.get(step.op).args_model.model_validate(step.args)
-        except ValidationError as err:
-            problems.extend(relocated(err, loc))
-            return step
-        return step.model_copy(update={"args": validated.model_dump(exclude_unset=True)})
+        clean, found = validate_arguments(OPS.get(step.op).args_model, step.args, f"op {step.op}")
+        problems.extend(p | {"loc": loc + tuple(p["loc"])} for p in found)
+        return step.model_copy(update={"args": clean})
 
     def _check_dataflow(self, steps: tuple[Step, ...], problems: list[dict[str, Any]]) -> None:
         """Names used before defined, produced twice, arity, and unused values."""
@@ -540,6 +615,8 @@ def dump_node(node: Any) -> Any:
 
 RepeatNode.model_rebuild()
 CompositeNode.model_rebuild()
+NamedSequential.model_rebuild()
+ParametricBlock.model_rebuild()
 _TAG_BY_CLASS.update(
     {
         LayerNode: f"{TAG_PREFIX}layer",
@@ -547,6 +624,8 @@ _TAG_BY_CLASS.update(
         SharedRef: f"{TAG_PREFIX}shared",
         RepeatNode: f"{TAG_PREFIX}repeat",
         CompositeNode: f"{TAG_PREFIX}composite",
+        NamedSequential: f"{TAG_PREFIX}named",
+        ParametricBlock: f"{TAG_PREFIX}params",
     }
 )
 
@@ -577,7 +656,13 @@ class ModelSpec(Frozen):
     def _with_scope(cls, data: Any, handler: Any) -> Any:
         if not isinstance(data, dict):
             return handler(data)
-        token = SCOPE.set(Scope(mapping_keys(data.get("blocks")), mapping_keys(data.get("shared"))))
+        token = SCOPE.set(
+            Scope(
+                mapping_keys(data.get("blocks")),
+                mapping_keys(data.get("shared")),
+                block_params=_declared_params(data.get("blocks")),
+            )
+        )
         try:
             return handler(data)
         finally:
@@ -595,6 +680,25 @@ class ModelSpec(Frozen):
                         ("blocks", name),
                     )
                 )
+        misplaced = [
+            (where, n)
+            for where, root in [("network", self.network)]
+            + [(f"shared.{k}", v) for k, v in self.shared.items()]
+            + [
+                (f"blocks.{k}", v.body if isinstance(v, ParametricBlock) else v)
+                for k, v in self.blocks.items()
+            ]
+            for n in iter_nodes(root)
+            if isinstance(n, ParametricBlock)
+        ]
+        for where, _ in misplaced:
+            problems.append(
+                problem(
+                    "misplaced_params",
+                    f"a block with 'params' is only allowed directly under blocks: (found inside {where})",
+                    tuple(where.split(".", 1)),
+                )
+            )
         for section in ("blocks", "shared"):
             table: dict[str, Any] = getattr(self, section)
             kind = BlockRef if section == "blocks" else SharedRef
@@ -624,6 +728,16 @@ class ModelSpec(Frozen):
             )
         raise_problems("ModelSpec", problems)
         return self
+
+
+def _declared_params(blocks: Any) -> dict[str, tuple[frozenset[str], frozenset[str]]]:
+    """Raw block definitions -> (declared params, required params), before validation."""
+    out = {}
+    for name, definition in (blocks or {}).items() if isinstance(blocks, dict) else ():
+        if isinstance(definition, dict) and isinstance(definition.get("params"), dict):
+            params = definition["params"]
+            out[name] = (mapping_keys(params), frozenset(k for k, v in params.items() if v is None))
+    return out
 
 
 def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -659,8 +773,11 @@ def iter_nodes(node: Any) -> Iterator[Any]:
     if isinstance(node, (list, tuple)):
         for item in node:
             yield from iter_nodes(item)
-    elif isinstance(node, RepeatNode):
+    elif isinstance(node, (RepeatNode, ParametricBlock)):
         yield from iter_nodes(node.body)
+    elif isinstance(node, NamedSequential):
+        for child in node.sequential.values():
+            yield from iter_nodes(child)
     elif isinstance(node, CompositeNode):
         for child in node.children.values():
             yield from iter_nodes(child)

@@ -25,6 +25,9 @@ __all__ = [
     "SCOPE",
     "mapping_keys",
     "custom_error",
+    "is_placeholder",
+    "placeholder_problems",
+    "validate_arguments",
 ]
 
 
@@ -68,6 +71,10 @@ def raise_problems(title: str, problems: list[dict[str, Any]]) -> None:
 class Scope:
     blocks: frozenset[str] = frozenset()
     shared: frozenset[str] = frozenset()
+    # block name -> (declared params, required params), for checking {block: X, with: ...}
+    block_params: dict[str, tuple[frozenset[str], frozenset[str]]] | None = None
+    # the params of the block definition being validated (None: not inside one)
+    params: frozenset[str] | None = None
 
 
 SCOPE: contextvars.ContextVar[Scope] = contextvars.ContextVar(
@@ -122,3 +129,87 @@ class Frozen(BaseModel):
         except ValidationError as err:
             problems += relocated(err)
         raise_problems(cls.__name__, problems)
+
+
+def is_placeholder(value: Any) -> bool:
+    """``{param: name}``: a block parameter's value, substituted when the block is used."""
+    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("param"), str)
+
+
+def placeholder_problems(values: dict[str, Any]) -> list[dict[str, Any]]:
+    """Placeholders must name a parameter of the enclosing block definition."""
+    declared = SCOPE.get().params
+    problems = []
+    for key, value in values.items():
+        if not is_placeholder(value):
+            continue
+        name = value["param"]
+        if declared is None:
+            problems.append(
+                problem(
+                    "placeholder_outside_block",
+                    f"{{param: {name}}} is only allowed inside a block definition that declares params",
+                    (key,),
+                    value,
+                )
+            )
+        elif name not in declared:
+            problems.append(
+                problem(
+                    "undeclared_param",
+                    f"{{param: {name}}} names no parameter of this block.{did_you_mean(name, declared)} Declared: {', '.join(sorted(declared)) or 'none'}.",
+                    (key,),
+                    value,
+                )
+            )
+    return problems
+
+
+def validate_arguments(
+    model: type[BaseModel],
+    args: dict[str, Any],
+    owner: str,
+    *,
+    inferable: frozenset[str] = frozenset(),
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Validate config arguments against ``model``; return (clean args, problems).
+
+    Placeholders are checked for their names only (their values come later),
+    and arguments in ``inferable`` may be omitted (shape inference fills them).
+    """
+    fields = list(model.model_fields)
+    placeholders = {k: v for k, v in args.items() if is_placeholder(v)}
+    concrete = {k: v for k, v in args.items() if k not in placeholders}
+    problems = placeholder_problems(placeholders)
+    for key in placeholders:
+        if key not in model.model_fields:
+            problems.append(
+                problem(
+                    "extra_forbidden",
+                    f"unknown argument '{key}' for {owner}.{did_you_mean(key, fields)} {owner} takes: {', '.join(fields) or 'no arguments'}.",
+                    (key,),
+                    placeholders[key],
+                )
+            )
+    try:
+        validated = model.model_validate(concrete)
+    except ValidationError as err:
+        for d in err.errors():
+            loc = tuple(d["loc"])
+            key = loc[0] if loc else "?"
+            if d["type"] == "missing":
+                if key in placeholders or key in inferable:
+                    continue
+                msg = f"missing required argument '{key}' for {owner}"
+            elif d["type"] == "extra_forbidden":
+                msg = f"unknown argument '{key}' for {owner}.{did_you_mean(str(key), fields)} {owner} takes: {', '.join(fields) or 'no arguments'}."
+            else:
+                text = d["msg"].removeprefix("Value error, ")
+                msg = (
+                    f"invalid value for {owner} argument '{key}': {text} (found {d.get('input')!r})"
+                )
+            problems.append(problem(d["type"], msg, loc, d.get("input")))
+        return args, problems
+    clean = validated.model_dump(exclude_unset=True)
+    clean.update(placeholders)
+    return clean, problems
