@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import modelfactory as mf
 from modelfactory.errors import SpecError
 from modelfactory.registry import INITS
-from modelfactory.summary import parameter_counts
+from modelfactory.tables import parameter_counts
 
 TIED_LM = CONF / "model" / "tied_lm.yaml"
 

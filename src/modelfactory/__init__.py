@@ -18,6 +18,7 @@ from .devices import try_all_gpus, try_gpu
 from .errors import ModelFactoryError
 from .registry import register_init, register_layer, register_op
 from .spec import ModelSpec
+from .tables import layer_summary as summary
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -34,4 +35,5 @@ __all__ = [
     "register_init",
     "try_gpu",
     "try_all_gpus",
+    "summary",
 ]

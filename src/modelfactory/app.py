@@ -25,7 +25,12 @@ from .progress import DelayedProgress
 from .runner import make_input, run_forward
 from .source import SourceMap, load_yaml_file
 from .spec import ModelSpec
-from .summary import format_init_report, format_parameter_table, parameter_counts
+from .tables import (
+    format_init_report,
+    format_parameter_table,
+    layer_summary,
+    parameter_counts,
+)
 
 __all__ = ["run_job"]
 
@@ -79,15 +84,18 @@ def run_job(cfg: DictConfig, *, conf_dir: Path | None = None) -> dict[str, Any]:
     info = model.modelfactory_info
     device = info.device
 
+    x = make_input(spec.input, seed=int(cfg.seed), device=device)
     if cfg.get("print_model", True):
         print(model)
         print()
+        if device != "meta":
+            print(layer_summary(model, x).format())
+            print()
         print(format_parameter_table(model))
         print()
         print(format_init_report(info.init_report))
         print()
 
-    x = make_input(spec.input, seed=int(cfg.seed), device=device)
     result = run_forward(model, x)
     timings["forward_s"] = result.seconds
     stats = result.output_stats()
@@ -103,8 +111,9 @@ def run_job(cfg: DictConfig, *, conf_dir: Path | None = None) -> dict[str, Any]:
     timings["save_s"] = time.perf_counter() - start
 
     _write_json(output_dir / "init_report.json", info.init_report)
+    # the resolved spec: blocks expanded where needed, inferred sizes filled in
     (output_dir / "architecture.yaml").write_text(
-        yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+        yaml.safe_dump(info.spec.model_dump(mode="json"), sort_keys=False)
     )
     metrics = {
         "model": spec.name or choice,

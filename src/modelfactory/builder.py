@@ -211,6 +211,8 @@ class _Builder:
         for index, step in enumerate(node.forward):
             inputs = step.inputs if step.inputs is not None else (current,)
             output = step.out if step.out is not None else f"%{index}"
+            if isinstance(output, tuple) and len(output) == 1:
+                output = output[0]
             where_in_config = path + ("forward", index)
             if step.call is not None:
                 program.append(ProgramStep(inputs, output, child=step.call, path=where_in_config))
@@ -221,7 +223,7 @@ class _Builder:
                 program.append(
                     ProgramStep(inputs, output, fn=bound, path=where_in_config, op=step.op)
                 )
-            current = output
+            current = output if isinstance(output, str) else f"%{index}"
         cls = composite_class(node.name or class_name or "Block")
         self.record.block_types[cls.__name__] = cls
         module = cls(node.inputs, program, node.resolved_outputs())

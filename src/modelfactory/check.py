@@ -39,7 +39,7 @@ class CheckResult:
 
     spec: ModelSpec
     output_shapes: list[list[int]]
-    inferred: dict[str, dict[str, int]] = field(default_factory=dict)  # config path -> values
+    inferred: dict[str, dict[str, int]] = field(default_factory=dict)  # resolved path -> values
 
 
 def _shapes(values: Any) -> list[list[int]]:
@@ -232,5 +232,5 @@ def check(spec: ModelSpec, *, source: SourceMap | None = None, root: str = "") -
             final = ModelSpec.model_validate(data)
         except Exception as err:  # pragma: no cover - inferred values were validated one by one
             raise SpecError(f"inferred sizes did not validate: {err}") from None
-    inferred = {format_path(resolved.origin(p), root): v for p, v in dry.inferred.items()}
+    inferred = {format_path(p, root): v for p, v in dry.inferred.items()}
     return CheckResult(spec=final, output_shapes=_shapes(output), inferred=inferred)

@@ -28,7 +28,7 @@ class ProgramStep:
     """One executable step: call child ``target`` or apply ``fn`` to the named inputs."""
 
     inputs: tuple[str, ...]
-    output: str
+    output: str | tuple[str, ...]  # a tuple unpacks a tuple-valued result
     child: str | None = None
     fn: Callable[..., Tensor] | None = None
     path: tuple[Any, ...] = ()  # the step's config path, for error messages
@@ -61,10 +61,23 @@ class GraphModule(nn.Module):
             if trace is not None:
                 trace.append((step, inputs))
             if step.child is not None:
-                values[step.output] = modules[step.child](*inputs)
+                result = modules[step.child](*inputs)
             else:
                 assert step.fn is not None
-                values[step.output] = step.fn(*inputs)
+                result = step.fn(*inputs)
+            if isinstance(step.output, str):
+                values[step.output] = result
+            else:
+                if not isinstance(result, (tuple, list)) or len(result) != len(step.output):
+                    got = (
+                        f"{len(result)} values"
+                        if isinstance(result, (tuple, list))
+                        else "one tensor"
+                    )
+                    raise ValueError(
+                        f"step unpacks {len(step.output)} values {list(step.output)}, got {got}"
+                    )
+                values.update(zip(step.output, result, strict=True))
             if trace is not None:
                 trace.pop()
         if len(self._mf_outputs) == 1:

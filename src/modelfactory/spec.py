@@ -395,7 +395,7 @@ class Step(Frozen):
     call: str | None = None
     op: str | None = None
     inputs: tuple[str, ...] | None = Field(default=None, alias="in")
-    out: str | None = None
+    out: str | tuple[str, ...] | None = None  # a list unpacks a tuple-valued result
     args: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="wrap")
@@ -410,6 +410,8 @@ class Step(Frozen):
             data["args"] = args
         if isinstance(data, dict) and isinstance(data.get("in"), str):
             data = {**data, "in": [data["in"]]}
+        if isinstance(data, dict) and isinstance(data.get("out"), list):
+            data = {**data, "out": tuple(data["out"])}
         step = handler(data)
         if (step.call is None) == (step.op is None):
             raise PydanticCustomError(
@@ -426,7 +428,7 @@ class Step(Frozen):
         if self.inputs is not None:
             out["in"] = list(self.inputs)
         if self.out is not None:
-            out["out"] = self.out
+            out["out"] = list(self.out) if isinstance(self.out, tuple) else self.out
         return out
 
 
@@ -543,18 +545,35 @@ class CompositeNode(Frozen):
                             loc + ("in",),
                         )
                     )
-            out = step.out if step.out is not None else f"%{index}"
-            if step.out is not None and step.out in defined:
-                problems.append(
-                    problem(
-                        "produced_twice",
-                        f"value '{out}' is already defined (as {defined[out]}); names are single-assignment",
-                        loc + ("out",),
-                        out,
+            if step.out is None:
+                produced: tuple[str, ...] = (f"%{index}",)
+            else:
+                produced = step.out if isinstance(step.out, tuple) else (step.out,)
+            for name in produced:
+                if name in defined:
+                    problems.append(
+                        problem(
+                            "produced_twice",
+                            f"value '{name}' is already defined (as {defined[name]}); names are single-assignment",
+                            loc + ("out",),
+                            name,
+                        )
                     )
-                )
-            defined[out] = f"output of step {index}"
-            current = out
+                elif step.out is not None and not IDENTIFIER.match(name):
+                    problems.append(
+                        problem(
+                            "bad_name",
+                            f"value name {name!r} must be an identifier",
+                            loc + ("out",),
+                            name,
+                        )
+                    )
+                defined[name] = f"output of step {index}"
+            current = produced[0] if len(produced) == 1 else f"%{index}"
+            if len(produced) > 1:
+                # an unpacked result has no single "current" value for the next step
+                defined.setdefault(current, f"output of step {index}")
+                used.add(current)
         outputs = self.outputs if self.outputs is not None else (current,)
         for name in outputs:
             if name not in defined:
@@ -583,8 +602,12 @@ class CompositeNode(Frozen):
         if self.outputs is not None:
             return self.outputs
         assert self.forward is not None
-        last = len(self.forward) - 1
-        return (self.forward[-1].out or f"%{last}",) if self.forward else (self.inputs[0],)
+        if not self.forward:
+            return (self.inputs[0],)
+        last = self.forward[-1]
+        if last.out is None:
+            return (f"%{len(self.forward) - 1}",)
+        return last.out if isinstance(last.out, tuple) else (last.out,)
 
 
 Node = TypeAliasType(
@@ -597,6 +620,8 @@ Node = TypeAliasType(
         | Annotated[SharedRef, Tag(f"{TAG_PREFIX}shared")]
         | Annotated[RepeatNode, Tag(f"{TAG_PREFIX}repeat")]
         | Annotated[CompositeNode, Tag(f"{TAG_PREFIX}composite")]
+        | Annotated[NamedSequential, Tag(f"{TAG_PREFIX}named")]
+        | Annotated[ParametricBlock, Tag(f"{TAG_PREFIX}params")]
         | Annotated[_InvalidNode, Tag(f"{TAG_PREFIX}invalid")],
         Discriminator(_node_tag),
         PlainSerializer(lambda node: dump_node(node)),

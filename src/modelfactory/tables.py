@@ -122,3 +122,97 @@ def format_init_report(report: list[dict[str, Any]]) -> str:
         for row in report
     ]
     return "init report\n" + format_table(["parameter", "rule", "scheme"], body)
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One leaf layer: where it is, what it is, what it produced and what it cost."""
+
+    path: str
+    type: str
+    output_shape: list[int] | None
+    params: int
+    flops: int
+    calls: int
+
+
+@dataclass(frozen=True)
+class LayerSummary:
+    """A torchinfo-style table: one row per leaf layer, then totals."""
+
+    rows: list[LayerRow]
+    total_flops: int
+    total_params: int
+    unique_params: int
+
+    def format(self) -> str:
+        """The table as text, as ``run.py`` prints it."""
+        body = [
+            [
+                r.path,
+                r.type,
+                "x".join(map(str, r.output_shape)) if r.output_shape is not None else "-",
+                f"{r.params:,}",
+                _human(r.flops) + (f" ({r.calls} calls)" if r.calls > 1 else ""),
+            ]
+            for r in self.rows
+        ]
+        table = format_table(
+            ["layer", "type", "output", "params", "FLOPs"], body, align_right={3, 4}
+        )
+        return (
+            f"{table}\ntotal {_human(self.total_flops)} FLOPs ({_human(self.total_flops // 2)} MACs) "
+            f"for one forward pass; {self.unique_params:,} unique parameters"
+        )
+
+
+def _human(count: int) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if count >= size:
+            return f"{count / size:.2f}{unit}"
+    return str(count)
+
+
+def layer_summary(model: nn.Module, *inputs: Any) -> LayerSummary:
+    """Run ``model(*inputs)`` once without gradients and tabulate its leaf layers.
+
+    FLOPs come from ``torch.utils.flop_counter`` (matmuls and convolutions; two
+    FLOPs per multiply-accumulate). A shared layer is one row, its calls summed.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    leaves = [(name, m) for name, m in model.named_modules() if name and not list(m.children())]
+    shapes: dict[int, list[int] | None] = {}
+    calls: dict[int, int] = {}
+
+    def record(module: nn.Module, _args: Any, output: Any) -> None:
+        calls[id(module)] = calls.get(id(module), 0) + 1
+        if id(module) not in shapes:
+            shapes[id(module)] = list(output.shape) if isinstance(output, torch.Tensor) else None
+
+    handles = [m.register_forward_hook(record) for _, m in leaves]
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(*inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    counts = {
+        key.partition(".")[2]: sum(ops.values())
+        for key, ops in counter.get_flop_counts().items()
+        if "." in key
+    }
+    rows = [
+        LayerRow(
+            path=name,
+            type=type(m).__name__,
+            output_shape=shapes.get(id(m)),
+            params=sum(p.numel() for p in m.parameters()),
+            flops=counts.get(name, 0),
+            calls=calls.get(id(m), 0),
+        )
+        for name, m in leaves
+    ]
+    totals = parameter_counts(model)
+    return LayerSummary(rows, counter.get_total_flops(), totals["total"], totals["unique"])
