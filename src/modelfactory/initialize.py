@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .builder import BuildRecord, derive_seed
+from .builder import BuildRecord, derive_seed, seed_default_generator
 from .errors import ConfigProblem, InitError
 from .initspec import InitRule, path_glob_match
 from .registry import INITS, LAYERS, InitEntry, origin_of, register_init
@@ -299,7 +299,7 @@ def replay_default_init(
                     if (id(module), attr) in tied_away and param is not None:
                         module._parameters[attr] = nn.Parameter(torch.empty_like(param))
                         swapped.append((module, attr, param))
-            torch.manual_seed(derive_seed(seed, f"layer:{path}"))
+            seed_default_generator(device, derive_seed(seed, f"layer:{path}"))
             _reset(layer)
             for module, attr, param in swapped:
                 module._parameters[attr] = param
