@@ -23,7 +23,8 @@ from .parse import plain_data, validate_data
 from .runner import make_input, run_forward
 from .source import SourceMap, load_yaml_file
 from .spec import ModelSpec
-from .summary import format_parameter_table, parameter_counts
+from .summary import format_parameter_table, parameter_counts, parameter_stats
+from .sweep import config_digest
 
 __all__ = ["run_job"]
 
@@ -96,6 +97,7 @@ def run_job(cfg: DictConfig, *, conf_dir: Path | None = None) -> dict[str, Any]:
         yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
     )
     metrics = {
+        "status": "ok",  # a failed job's metrics.json says "failed" (see sweep_app.run_guarded)
         "model": spec.name or choice,
         "device": device,
         "seed": int(cfg.seed),
@@ -105,7 +107,9 @@ def run_job(cfg: DictConfig, *, conf_dir: Path | None = None) -> dict[str, Any]:
         "timings": timings,
         "checkpoint": str(checkpoint) if device != "meta" else None,
         "activations": result.activations,
+        "weights": parameter_stats(model),
         "overrides": list(hydra_cfg.overrides.task),
+        "config_sha256": config_digest(OmegaConf.to_container(cfg, resolve=True)),  # for resume
     }
     _write_json(output_dir / "metrics.json", metrics)
     print(f"wrote {output_dir}")
