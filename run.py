@@ -2,6 +2,8 @@
 
 Outputs go to the Hydra run directory: ``model.safetensors``, ``architecture.yaml``
 and ``metrics.json``. A bad config exits with status 1 and a message, no traceback.
+In a multirun (``-m``) a failed job is recorded in its ``metrics.json``, the other
+jobs still run, and the sweep exits 1 at the end (see ``modelfactory.sweep_app``).
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ import hydra
 from omegaconf import DictConfig
 
 from modelfactory import ModelFactoryError
-from modelfactory.app import run_job
+from modelfactory.sweep_app import run_guarded
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    """Hydra entry point: one job."""
+    """Hydra entry point: one job (in a multirun, a failed job is recorded, not raised)."""
     try:
-        run_job(cfg, conf_dir=Path(__file__).resolve().parent / "conf")
+        run_guarded(cfg, conf_dir=Path(__file__).resolve().parent / "conf")
     except ModelFactoryError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

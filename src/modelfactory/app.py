@@ -25,11 +25,13 @@ from .progress import DelayedProgress
 from .runner import make_input, run_forward
 from .source import SourceMap, load_yaml_file
 from .spec import ModelSpec
+from .sweep import config_digest
 from .tables import (
     format_init_report,
     format_parameter_table,
     layer_summary,
     parameter_counts,
+    parameter_stats,
 )
 
 __all__ = ["run_job"]
@@ -116,6 +118,7 @@ def run_job(cfg: DictConfig, *, conf_dir: Path | None = None) -> dict[str, Any]:
         yaml.safe_dump(info.spec.model_dump(mode="json"), sort_keys=False)
     )
     metrics = {
+        "status": "ok",  # a failed job's metrics.json says "failed" (see sweep_app.run_guarded)
         "model": spec.name or choice,
         "init": (init or {}).get("name") if isinstance(init, dict) else None,
         "strategy": info.facts.get("strategy"),
@@ -127,7 +130,9 @@ def run_job(cfg: DictConfig, *, conf_dir: Path | None = None) -> dict[str, Any]:
         "timings": timings,
         "checkpoint": str(checkpoint) if device != "meta" else None,
         "activations": result.activations,
+        "weights": parameter_stats(model),
         "overrides": list(hydra_cfg.overrides.task),
+        "config_sha256": config_digest(OmegaConf.to_container(cfg, resolve=True)),  # for resume
     }
     _write_json(output_dir / "metrics.json", metrics)
     print(f"wrote {output_dir}")

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from .devices import available_devices
 from .errors import ModelFactoryError
+from .sweep import run_summarize, setup_summarize
 
 __all__ = ["main", "COMMANDS"]
 
@@ -47,6 +48,7 @@ COMMANDS: dict[
     str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 ] = {
     "devices": ("list the available devices", _setup_devices, _run_devices),
+    "summarize": ("write the summary and plots of a sweep", setup_summarize, run_summarize),
 }
 
 

@@ -11,6 +11,7 @@ __all__ = [
     "ParamRow",
     "parameter_rows",
     "parameter_counts",
+    "parameter_stats",
     "format_parameter_table",
     "format_table",
 ]
@@ -59,6 +60,19 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
         "trainable_unique": sum(r.count for r in rows if r.same_as is None and r.trainable),
         "buffers": sum(b.numel() for b in model.buffers()),
     }
+
+
+def parameter_stats(model: nn.Module) -> list[dict[str, Any]]:
+    """Name, shape, mean and std of each parameter tensor, a tied one once (first name)."""
+    stats = []
+    for name, param in model.named_parameters():
+        row: dict[str, Any] = {"name": name, "shape": list(param.shape)}
+        if param.device.type != "meta" and param.numel():
+            values = param.detach().float()
+            row["mean"] = values.mean().item()
+            row["std"] = values.std().item() if values.numel() > 1 else 0.0
+        stats.append(row)
+    return stats
 
 
 def format_table(
