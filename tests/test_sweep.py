@@ -389,3 +389,17 @@ def test_guard_removes_an_earlier_result_before_running(hydra_job, tmp_path, mon
     with pytest.raises(KeyboardInterrupt):
         sweep_app.run_guarded(cfg)
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_init_glob_sweeps_every_init_scheme_and_isolates_the_unmatched_rule(tmp_path):
+    proc = run_sweep("model=param_net,rgnet", "init=glob(*)", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 1  # one job fails ...
+    rows = read_csv(tmp_path)
+    schemes = {p.stem for p in (CONF / "init").glob("*.yaml")}
+    assert len(rows) == 2 * len(schemes)  # ... and every other one still ran
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert [r["overrides"] for r in failed] == ["print_model=False model=rgnet init=mixed"]
+    assert (
+        "init rule constant(val=42.0) on module='2' param='weight' matched no parameter"
+        in failed[0]["error"]
+    )
