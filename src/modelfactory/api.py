@@ -122,8 +122,9 @@ def build(
             chosen = "meta"
             # Ties and rules are checked on meta tensors, before anything is allocated.
             pairs = apply_ties(model, model_spec.ties)
-            plan = plan_init(model, rules, record.block_types)
-            skip = fully_covered_layers(record, plan.covered())  # layer ids survive materialising
+            plan = plan_init(model, rules, record.block_types) if rules else None
+            # layer ids survive materialising; parameter objects may not
+            skip = fully_covered_layers(record, plan.covered()) if plan else set()
             if build_device.type != "meta":
                 materialize(model, record, device=build_device, seed=seed)
                 tied_away = {
@@ -133,14 +134,17 @@ def build(
                 replay_default_init(
                     record, seed=seed, device=build_device, skip=skip, tied_away=tied_away
                 )
-            plan = plan_init(model, rules, record.block_types)  # parameter objects were replaced
         else:
             log.info("building directly on %s instead of via meta: %s", build_device, why_not)
     if chosen == "direct":
         model, record = construct(model_spec, device=build_device, seed=seed)
         pairs = apply_ties(model, model_spec.ties)
-        plan = plan_init(model, rules, record.block_types)
-    report = apply_init(plan, seed=seed, progress=progress)
+    if rules:
+        plan = plan_init(model, rules, record.block_types)  # on the final parameter objects
+        report: Any = apply_init(plan, seed=seed, progress=progress)
+    else:  # nothing to apply: the all-default report is only built if someone reads it
+        blocks = record.block_types
+        report = lambda: apply_init(plan_init(model, [], blocks), seed=seed)  # noqa: E731
     keep_ties(model, pairs)
     if build_device != target:
         model.to(target)
@@ -151,7 +155,7 @@ def build(
         device=str(target),
         init=[{"path": r.path, **r.rule.model_dump()} for r in rules],
         facts={"strategy": chosen, "cpu_generator": bool(on_cpu_first), "ties": dict(pairs)},
-        init_report=report,
+        report=report,
     )
     log.debug("built %s on %s via %s", type(model).__name__, target, chosen)
     return model

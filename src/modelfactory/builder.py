@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,7 +112,17 @@ class BuildInfo:
     device: str
     init: Any = None  # the rules applied, in order, with where each was written
     facts: dict[str, Any] = field(default_factory=dict)
-    init_report: list[dict[str, Any]] = field(default_factory=list)  # which rule set each parameter
+    # which rule set each parameter; a callable until first read (cheap builds need no report)
+    report: list[dict[str, Any]] | Callable[[], list[dict[str, Any]]] = field(
+        default_factory=list, repr=False
+    )
+
+    @property
+    def init_report(self) -> list[dict[str, Any]]:
+        """One row per parameter tensor: the rule (or ``default``) that initialised it."""
+        if callable(self.report):
+            self.report = self.report()
+        return self.report
 
 
 @dataclass

@@ -134,7 +134,33 @@ def _layer_args_problems(type_name: str, args: dict[str, Any]) -> tuple[dict[str
         model = entry.args_model
     except UnsupportedSignature as err:
         return args, [problem("unsupported_layer", f"layer type '{type_name}' {err}", ("type",))]
-    return validate_arguments(model, args, type_name, inferable=frozenset(entry.shape_rule))
+    key = _cache_key(model, args)
+    if key is not None and key in _VALID_ARGS:
+        return dict(_VALID_ARGS[key]), []
+    clean, problems = validate_arguments(
+        model, args, type_name, inferable=frozenset(entry.shape_rule)
+    )
+    if key is not None and not problems:
+        if len(_VALID_ARGS) >= _VALID_ARGS_MAX:
+            _VALID_ARGS.clear()
+        _VALID_ARGS[key] = clean
+    return clean, problems
+
+
+# Models repeat the same layer many times (a 1,000-layer MLP, ResNet stages);
+# valid scalar arguments are validated once per argument model. Keyed by the
+# model class, so re-registering a layer name never hits a stale entry.
+_VALID_ARGS: dict[tuple[Any, ...], dict[str, Any]] = {}
+_VALID_ARGS_MAX = 4096
+
+
+def _cache_key(model: type, args: dict[str, Any]) -> tuple[Any, ...] | None:
+    items = []
+    for key, value in args.items():
+        if type(value) not in (int, float, bool, str, type(None)):
+            return None  # lists, tuples, placeholders: validate every time
+        items.append((key, type(value), value))
+    return (model, tuple(sorted(items)))
 
 
 class LayerNode(Frozen):
