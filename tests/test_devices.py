@@ -165,3 +165,31 @@ def test_cpu_generator_option_gives_cpu_values_on_any_device():
     assert on_meta.modelfactory_info.facts["cpu_generator"] is False  # meta: nothing to draw
     cpu = mf.build(spec, init=init)
     assert cpu.modelfactory_info.facts["cpu_generator"] is False  # already on the CPU
+
+
+def test_strict_load_of_a_big_model_skips_the_init_pass(tmp_path, monkeypatch):
+    spec = {
+        "input": {"shape": [2, 8]},
+        "network": [
+            {"type": "Linear", "in_features": 8, "out_features": 8},
+            {"type": "BatchNorm1d", "num_features": 8},
+        ],
+    }
+    model = mf.build(spec, seed=1)
+    with torch.no_grad():
+        model[1].running_var.fill_(3.0)
+    mf.save(model, tmp_path / "m.safetensors")
+    import modelfactory.api as api
+
+    calls = []
+    original = api.replay_default_init
+    monkeypatch.setattr(
+        api,
+        "replay_default_init",
+        lambda record, **kw: calls.append(kw["skip"]) or original(record, **kw),
+    )
+    monkeypatch.setattr(api, "META_THRESHOLD", 0)  # take the meta path for this small model
+    loaded = mf.load(tmp_path / "m.safetensors")
+    assert calls and len(calls[0]) == 2  # both layers skipped: the checkpoint overwrites them
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key

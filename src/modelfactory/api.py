@@ -81,6 +81,7 @@ def build(
     strategy: Strategy = "auto",
     progress: Callable[[int, int], None] | None = None,
     check: bool = True,
+    initialize: bool = True,
 ) -> nn.Module:
     """Build the ``nn.Module`` described by ``spec`` on ``device``, initialised exactly once.
 
@@ -94,7 +95,9 @@ def build(
     ``check`` runs the shape check first (a dry run on ``meta``: omitted sizes
     are inferred, mismatches reported before anything is allocated); it is
     required when sizes are omitted, and can be skipped for a spec that
-    :func:`modelfactory.check` already resolved.
+    :func:`modelfactory.check` already resolved. ``initialize=False`` skips
+    every init on the meta path (values are left uninitialised), for callers
+    that overwrite all of them right away, as :func:`load` does.
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ModelFactoryError(f"seed: must be a non-negative integer, found {seed!r}")
@@ -125,6 +128,8 @@ def build(
             plan = plan_init(model, rules, record.block_types) if rules else None
             # layer ids survive materialising; parameter objects may not
             skip = fully_covered_layers(record, plan.covered()) if plan else set()
+            if not initialize:  # the caller overwrites every saved tensor; keep the rest valid
+                skip = {id(layer) for _, layer in record.layers if not _has_unsaved_buffers(layer)}
             if build_device.type != "meta":
                 materialize(model, record, device=build_device, seed=seed)
                 tied_away = {
@@ -139,7 +144,7 @@ def build(
     if chosen == "direct":
         model, record = construct(model_spec, device=build_device, seed=seed)
         pairs = apply_ties(model, model_spec.ties)
-    if rules:
+    if rules and initialize:
         plan = plan_init(model, rules, record.block_types)  # on the final parameter objects
         report: Any = apply_init(plan, seed=seed, progress=progress)
     else:  # nothing to apply: the all-default report is only built if someone reads it
@@ -161,12 +166,21 @@ def build(
     return model
 
 
+def _has_unsaved_buffers(layer: nn.Module) -> bool:
+    """True if a layer holds non-persistent buffers, which no checkpoint restores."""
+    return any(m._non_persistent_buffers_set for m in layer.modules())
+
+
 def load(path: str | Path, *, device: str | torch.device = "cpu", strict: bool = True) -> nn.Module:
-    """Rebuild a model from its checkpoint alone and load its weights strictly."""
+    """Rebuild a model from its checkpoint alone and load its weights strictly.
+
+    A strict load overwrites every saved tensor, so large models skip their
+    init pass entirely (``initialize=False``); non-strict loads initialise first.
+    """
     metadata = read_metadata(path)
     spec, _ = spec_from_metadata(metadata, path)
     seed = int(metadata.get("modelfactory.seed", "0"))
-    model = build(spec, device=device, seed=seed)
+    model = build(spec, device=device, seed=seed, initialize=not strict)
     skipped = load_weights(model, path, strict=strict)
     for item in skipped:
         log.warning("load: skipped %s", item)
