@@ -38,6 +38,7 @@ __all__ = [
     "make_generator",
     "seed_default_generator",
     "fill_constant",
+    "draw",
     "TORCH_DTYPES",
 ]
 
@@ -77,6 +78,35 @@ def make_generator(seed: int, path: str) -> torch.Generator:
     return torch.Generator(device="cpu").manual_seed(derive_seed(seed, path))
 
 
+def draw(
+    kind: str,
+    shape: tuple[int, ...],
+    *,
+    dtype: torch.dtype,
+    generator: torch.Generator,
+    value: float | None = None,
+    high: int | None = None,
+) -> torch.Tensor:
+    """A CPU tensor filled as ``kind`` says (rand, randn, zeros, ones, full, arange, randint)."""
+    if kind == "rand":
+        return torch.rand(shape, generator=generator, dtype=dtype)
+    if kind == "randn":
+        return torch.randn(shape, generator=generator, dtype=dtype)
+    if kind == "randint":
+        assert high is not None  # checked by InputSpec
+        return torch.randint(0, high, shape, generator=generator, dtype=dtype)
+    if kind == "zeros":
+        return torch.zeros(shape, dtype=dtype)
+    if kind == "ones":
+        return torch.ones(shape, dtype=dtype)
+    if kind == "full":
+        return torch.full(shape, float(value or 0.0), dtype=dtype)
+    count = 1  # arange: 0, 1, 2, ... laid out in the requested shape
+    for size in shape:
+        count *= size
+    return torch.arange(count, dtype=dtype).reshape(shape)
+
+
 def fill_constant(
     spec: ConstantSpec, *, seed: int, path: str, device: torch.device
 ) -> torch.Tensor:
@@ -84,22 +114,9 @@ def fill_constant(
     dtype = TORCH_DTYPES[spec.dtype]
     if device.type == "meta":
         return torch.empty(spec.shape, dtype=dtype, device=device)
-    gen = make_generator(seed, path)
-    if spec.fill == "rand":
-        tensor = torch.rand(spec.shape, generator=gen, dtype=dtype)
-    elif spec.fill == "randn":
-        tensor = torch.randn(spec.shape, generator=gen, dtype=dtype)
-    elif spec.fill == "zeros":
-        tensor = torch.zeros(spec.shape, dtype=dtype)
-    elif spec.fill == "ones":
-        tensor = torch.ones(spec.shape, dtype=dtype)
-    elif spec.fill == "full":
-        tensor = torch.full(spec.shape, float(spec.value or 0.0), dtype=dtype)
-    else:  # arange: 0, 1, 2, ... laid out in the requested shape
-        count = 1
-        for size in spec.shape:
-            count *= size
-        tensor = torch.arange(count, dtype=dtype).reshape(spec.shape)
+    tensor = draw(
+        spec.fill, spec.shape, dtype=dtype, generator=make_generator(seed, path), value=spec.value
+    )
     return tensor.to(device)
 
 

@@ -23,11 +23,11 @@ import fnmatch
 import functools
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, model_serializer, model_validator
+from pydantic import Field, model_serializer, model_validator
 
 from .errors import did_you_mean
 from .registry import INITS, LAYERS
-from .specbase import SCOPE, Frozen, problem, raise_problems
+from .specbase import SCOPE, Frozen, problem, raise_problems, validate_arguments
 
 __all__ = ["InitRule", "InitSpec", "path_glob_match"]
 
@@ -82,20 +82,10 @@ class InitRule(Frozen):
                 )
             )
         else:
-            try:
-                validated = INITS.get(rule.scheme).args_model.model_validate(rule.args)
-                object.__setattr__(rule, "args", validated.model_dump(exclude_unset=True))
-            except ValidationError as err:
-                for d in err.errors():
-                    key = d["loc"][0] if d["loc"] else "?"
-                    if d["type"] == "extra_forbidden":
-                        fields = list(INITS.get(rule.scheme).args_model.model_fields)
-                        msg = f"unknown argument '{key}' for init scheme {rule.scheme}.{did_you_mean(str(key), fields)} It takes: {', '.join(fields) or 'no arguments'}."
-                    elif d["type"] == "missing":
-                        msg = f"missing required argument '{key}' for init scheme {rule.scheme}"
-                    else:
-                        msg = f"invalid value for init scheme {rule.scheme} argument '{key}': {d['msg']} (found {d.get('input')!r})"
-                    problems.append(problem(d["type"], msg, tuple(d["loc"]), d.get("input")))
+            model = INITS.get(rule.scheme).args_model
+            clean, found = validate_arguments(model, rule.args, f"init scheme {rule.scheme}")
+            problems.extend(found)
+            object.__setattr__(rule, "args", clean)
         known_types = set(LAYERS.names()) | set(SCOPE.get().blocks)
         for name in rule.type_names():
             if name not in known_types:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .builder import TORCH_DTYPES, make_generator
+from .builder import TORCH_DTYPES, draw, make_generator
 from .spec import InputSpec
 
 __all__ = ["make_input", "ForwardResult", "run_forward"]
@@ -18,19 +18,8 @@ __all__ = ["make_input", "ForwardResult", "run_forward"]
 def make_input(spec: InputSpec, *, seed: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """The seeded random input described by ``input:``, drawn on the CPU then moved."""
     dtype = TORCH_DTYPES[spec.resolved_dtype]
-    gen = make_generator(seed, "input")
-    if spec.dist == "rand":
-        x = torch.rand(spec.shape, generator=gen, dtype=dtype)
-    elif spec.dist == "randn":
-        x = torch.randn(spec.shape, generator=gen, dtype=dtype)
-    elif spec.dist == "zeros":
-        x = torch.zeros(spec.shape, dtype=dtype)
-    elif spec.dist == "ones":
-        x = torch.ones(spec.shape, dtype=dtype)
-    else:
-        assert spec.high is not None  # checked by InputSpec
-        x = torch.randint(0, spec.high, spec.shape, generator=gen, dtype=dtype)
-    return x.to(device)
+    generator = make_generator(seed, "input")
+    return draw(spec.dist, spec.shape, dtype=dtype, generator=generator, high=spec.high).to(device)
 
 
 @dataclass
