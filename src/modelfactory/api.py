@@ -13,6 +13,7 @@ from .builder import BuildInfo, construct
 from .checkpoint import read_metadata, spec_from_metadata
 from .devices import resolve_device
 from .errors import ModelFactoryError
+from .limits import check_parameter_budget
 from .parse import to_spec
 from .spec import ModelSpec
 from .weights import load_weights
@@ -41,6 +42,7 @@ def build(
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ModelFactoryError(f"seed: must be a non-negative integer, found {seed!r}")
     model_spec = to_spec(spec)
+    check_parameter_budget(model_spec)  # counted on meta: refused before anything is allocated
     target = resolve_device(device)
     model = construct(model_spec, device=target, seed=seed)
     model.modelfactory_info = BuildInfo(spec=model_spec, seed=seed, device=str(target))

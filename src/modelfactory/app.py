@@ -19,7 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 from .api import build
 from .checkpoint import save
 from .errors import SpecError
-from .parse import plain_data, validate_data
+from .limits import set_budget
+from .parse import load_spec_file, plain_data, validate_data
+from .plugins import load_plugins
 from .runner import make_input, run_forward
 from .source import SourceMap, load_yaml_file
 from .spec import ModelSpec
@@ -42,6 +44,8 @@ def _model_source(choice: str | None, conf_dir: Path | None) -> SourceMap | None
 
 
 def _validated_model(cfg: DictConfig, choice: str | None, conf_dir: Path | None) -> ModelSpec:
+    if cfg.get("model_file"):  # someone else's file: plain data, never composed by Hydra
+        return load_spec_file(cfg.model_file, block_dir=conf_dir / "block" if conf_dir else None)[0]
     data = plain_data(cfg.model)
     return validate_data(data, source=_model_source(choice, conf_dir), root="model")
 
@@ -59,6 +63,9 @@ def run_job(cfg: DictConfig, *, conf_dir: Path | None = None) -> dict[str, Any]:
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
     choice = hydra_cfg.runtime.choices.get("model")
+
+    load_plugins(cfg.get("plugins") or ())  # trusted: the command line or conf/, never a model file
+    set_budget(max_parameters=cfg.get("max_parameters"))
 
     timings: dict[str, float] = {}
     start = time.perf_counter()

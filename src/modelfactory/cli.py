@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from . import cli_schema, cli_validate
 from .devices import available_devices
 from .errors import ModelFactoryError
 
@@ -47,6 +48,8 @@ COMMANDS: dict[
     str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 ] = {
     "devices": ("list the available devices", _setup_devices, _run_devices),
+    "validate": ("check model files (no Hydra)", cli_validate.setup, cli_validate.run),
+    "schema": ("print the JSON Schema of model files", cli_schema.setup, cli_schema.run),
 }
 
 
