@@ -34,7 +34,8 @@ SMALL = {
     "input": {"shape": [2, 4]},
     "network": [{"type": "Linear", "in_features": 4, "out_features": 3}],
 }
-# A huge input passes validation and the meta dry run, then fails to allocate:
+# A huge input passes validation (with the budget raised) and the meta dry run, then
+# fails to allocate:
 # a genuine out-of-memory error, instantly.
 OOM_INPUT = "[100000000000,4]"
 
@@ -275,6 +276,7 @@ def test_joblib_preset_isolates_an_out_of_memory_job(tmp_path):
         "hydra.launcher.n_jobs=2",
         "model=param_net,shared",
         f"model.input.shape=[2,4],{OOM_INPUT}",
+        "max_parameters=1000000000000",  # let the input past the size limit, to the allocator
         f"hydra.sweep.dir={tmp_path}",
     )
     assert proc.returncode == 1, proc.stderr

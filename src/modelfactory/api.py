@@ -27,6 +27,7 @@ from .initialize import (
     replay_default_init,
 )
 from .initspec import InitSpec
+from .limits import check_parameter_budget
 from .materialize import META_THRESHOLD, estimate_parameters, materialize, meta_safe
 from .parse import plain_data, problems_from, to_spec
 from .source import load_yaml_file
@@ -104,8 +105,10 @@ def build(
     if strategy not in ("auto", "meta", "direct"):
         raise ModelFactoryError(f"strategy: must be 'auto', 'meta' or 'direct', found {strategy!r}")
     model_spec = to_spec(spec)
-    if check:
+    if check:  # the dry run also enforces the parameter budget, before anything is allocated
         model_spec = run_check(model_spec).spec
+    else:
+        check_parameter_budget(model_spec)
     init_spec = to_init_spec(init)
     rules = [LabeledRule(r, f"init[{i}]") for i, r in enumerate(model_spec.init)]
     rules += [LabeledRule(r, f"init.rules[{i}]") for i, r in enumerate(init_spec.rules)]

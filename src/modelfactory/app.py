@@ -20,7 +20,9 @@ from .api import build
 from .check import check
 from .checkpoint import save
 from .errors import SpecError
-from .parse import plain_data, validate_data
+from .limits import set_budget
+from .parse import load_spec_file, plain_data, validate_data
+from .plugins import load_plugins
 from .progress import DelayedProgress
 from .runner import make_input, run_forward
 from .source import SourceMap, load_yaml_file
@@ -52,6 +54,10 @@ def _model_source(choice: str | None, conf_dir: Path | None) -> SourceMap | None
 
 def _checked_model(cfg: DictConfig, choice: str | None, conf_dir: Path | None) -> ModelSpec:
     """Validate and shape-check the model; problems point into conf/model/<choice>.yaml."""
+    if cfg.get("model_file"):  # someone else's file: plain data, never composed by Hydra
+        block_dir = conf_dir / "block" if conf_dir else None
+        spec, source = load_spec_file(cfg.model_file, block_dir=block_dir)
+        return check(spec, source=source).spec
     source = _model_source(choice, conf_dir)
     spec = validate_data(plain_data(cfg.model), source=source, root="model")
     return check(spec, source=source, root="model").spec
@@ -70,6 +76,9 @@ def run_job(cfg: DictConfig, *, conf_dir: Path | None = None) -> dict[str, Any]:
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
     choice = hydra_cfg.runtime.choices.get("model")
+
+    load_plugins(cfg.get("plugins") or ())  # trusted: the command line or conf/, never a model file
+    set_budget(max_parameters=cfg.get("max_parameters"))
 
     timings: dict[str, float] = {}
     start = time.perf_counter()

@@ -22,6 +22,7 @@ from torch.nn.modules import module as module_hooks
 from .builder import construct
 from .errors import ConfigProblem, ShapeError, SpecError, format_path
 from .graph import STEP_TRACE, GraphModule
+from .limits import enforce_parameter_budget
 from .registry import LAYERS
 from .resolve import Resolved, expand, resolve
 from .runner import make_input
@@ -40,6 +41,7 @@ class CheckResult:
     spec: ModelSpec
     output_shapes: list[list[int]]
     inferred: dict[str, dict[str, int]] = field(default_factory=dict)  # resolved path -> values
+    model: nn.Module | None = None  # the dry run's model, on meta (for counting, no storage)
 
 
 def _shapes(values: Any) -> list[list[int]]:
@@ -162,6 +164,9 @@ class _DryRun:
 
     def run(self, spec: ModelSpec) -> tuple[nn.Module, Any]:
         model, record = construct(spec, device=torch.device("meta"), seed=0, defer=self.defer)
+        # A hostile spec is refused for its size before its shapes are looked at;
+        # layers whose sizes are still to be inferred are counted after the run.
+        enforce_parameter_budget(model)
         self.config_paths.update(record.config_paths)
         self.nodes.update(record.nodes)
         x = make_input(spec.input, seed=0, device="meta")
@@ -192,6 +197,7 @@ class _DryRun:
             STEP_TRACE.reset(token)
             for handle in handles:
                 handle.remove()
+        enforce_parameter_budget(model)
         never = [m for m in model.modules() if isinstance(m, _Deferred) and m.resolved is None]
         if never:
             raise ShapeError(
@@ -222,7 +228,7 @@ def check(spec: ModelSpec, *, source: SourceMap | None = None, root: str = "") -
     """
     resolved = resolve(spec, source=source, root=root)
     dry = _DryRun(resolved, source, root)
-    _, output = dry.run(resolved.spec)
+    meta_model, output = dry.run(resolved.spec)
     final = resolved.spec
     if dry.inferred:
         data, _ = expand(resolved.spec)  # already expanded: the same structure, as plain data
@@ -233,4 +239,6 @@ def check(spec: ModelSpec, *, source: SourceMap | None = None, root: str = "") -
         except Exception as err:  # pragma: no cover - inferred values were validated one by one
             raise SpecError(f"inferred sizes did not validate: {err}") from None
     inferred = {format_path(p, root): v for p, v in dry.inferred.items()}
-    return CheckResult(spec=final, output_shapes=_shapes(output), inferred=inferred)
+    return CheckResult(
+        spec=final, output_shapes=_shapes(output), inferred=inferred, model=meta_model
+    )

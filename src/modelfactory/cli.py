@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from . import cli_schema, cli_validate
 from .devices import available_devices
 from .errors import ModelFactoryError
 from .sweep import run_summarize, setup_summarize
@@ -49,6 +50,8 @@ COMMANDS: dict[
 ] = {
     "devices": ("list the available devices", _setup_devices, _run_devices),
     "summarize": ("write the summary and plots of a sweep", setup_summarize, run_summarize),
+    "validate": ("check model files (no Hydra)", cli_validate.setup, cli_validate.run),
+    "schema": ("print the JSON Schema of model files", cli_schema.setup, cli_schema.run),
 }
 
 

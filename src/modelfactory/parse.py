@@ -13,10 +13,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from .errors import ConfigProblem, SpecError, format_path
+from .library import apply_library, default_block_dir
+from .limits import check_data_shape, check_structure
 from .source import SourceMap, load_yaml_file
 from .spec import TAG_PREFIX, ModelSpec
 
-__all__ = ["to_spec", "validate_data", "plain_data"]
+__all__ = ["to_spec", "validate_data", "plain_data", "load_spec_file"]
 
 SpecLike = ModelSpec | Mapping[str, Any] | str | Path
 
@@ -92,20 +94,47 @@ def validate_data(data: Any, *, source: SourceMap | None = None, root: str = "")
         raise SpecError(
             f"a model spec must be a mapping with 'input' and 'network', found {type(data).__name__}{where}"
         )
+    check_data_shape(data, root=root)  # before pydantic recurses into it
     try:
-        return ModelSpec.model_validate(dict(data))
+        spec = ModelSpec.model_validate(dict(data))
     except ValidationError as err:
         problems = problems_from(err, source, root)
         origin = f" in {source.filename}" if source else ""
         count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
         raise SpecError(f"invalid model spec{origin}: {count}", problems) from None
+    check_structure(spec, root=root)  # module count and input size, from the spec alone
+    return spec
 
 
-def to_spec(spec: Any, *, root: str = "") -> ModelSpec:
-    """Accept a YAML path, a mapping (including a Hydra ``DictConfig``) or a validated spec."""
+def load_spec_file(
+    path: str | Path, *, block_dir: str | Path | None = None, root: str = ""
+) -> tuple[ModelSpec, SourceMap]:
+    """Read a model file as plain data and validate it; return the spec and its source positions.
+
+    Library blocks named in its ``defaults`` list come from ``block_dir``, by
+    default the ``block/`` directory beside the file's ``model/`` directory
+    (see :mod:`modelfactory.library`).
+    """
+    loaded = load_yaml_file(path)
+    data = loaded.data
+    if isinstance(data, Mapping) and "defaults" in data:
+        if block_dir is None:
+            block_dir = default_block_dir(path)
+        data = apply_library(data, loaded.source, block_dir=block_dir, root=root)
+    return validate_data(data, source=loaded.source, root=root), loaded.source
+
+
+def to_spec(spec: Any, *, root: str = "", block_dir: str | Path | None = None) -> ModelSpec:
+    """Accept a YAML path, a mapping (including a Hydra ``DictConfig``) or a validated spec.
+
+    A path is read by :func:`load_spec_file`; a mapping with a ``defaults`` list
+    takes its library blocks from ``block_dir``.
+    """
     if isinstance(spec, ModelSpec):
         return spec
     if isinstance(spec, (str, Path)):
-        loaded = load_yaml_file(spec)
-        return validate_data(loaded.data, source=loaded.source, root=root)
-    return validate_data(plain_data(spec), root=root)
+        return load_spec_file(spec, block_dir=block_dir, root=root)[0]
+    data = plain_data(spec)
+    if isinstance(data, Mapping) and "defaults" in data:
+        data = apply_library(data, None, block_dir=block_dir, root=root)
+    return validate_data(data, root=root)
