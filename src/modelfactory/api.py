@@ -10,12 +10,12 @@ import torch
 from torch import nn
 
 from .builder import BuildInfo, construct
-from .checkpoint import read_metadata, spec_from_metadata
+from .checkpoint import check_ties, read_checkpoint
 from .devices import resolve_device
 from .errors import ModelFactoryError
 from .parse import to_spec
 from .spec import ModelSpec
-from .weights import load_weights
+from .weights import check_weights, load_weights
 
 __all__ = ["build", "load", "validate"]
 
@@ -49,12 +49,17 @@ def build(
 
 
 def load(path: str | Path, *, device: str | torch.device = "cpu", strict: bool = True) -> nn.Module:
-    """Rebuild a model from its checkpoint alone and load its weights strictly."""
-    metadata = read_metadata(path)
-    spec, _ = spec_from_metadata(metadata, path)
-    seed = int(metadata.get("modelfactory.seed", "0"))
-    model = build(spec, device=device, seed=seed)
-    skipped = load_weights(model, path, strict=strict)
-    for item in skipped:
-        log.warning("load: skipped %s", item)
+    """Rebuild a model from its checkpoint alone and load its weights strictly.
+
+    ``strict=False`` loads the tensors that match and logs (as warnings) what
+    it skipped. See ``docs/checkpoints.md``.
+    """
+    stored = read_checkpoint(path)
+    if strict:
+        # Match names and shapes on a meta-device build first: a file cannot make us
+        # allocate a model larger than the weights it actually holds.
+        check_weights(build(stored.spec, device="meta", seed=stored.seed), path)
+    model = build(stored.spec, device=device, seed=stored.seed)
+    load_weights(model, path, strict=strict)
+    check_ties(model, stored)
     return model

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from .devices import available_devices
 from .errors import ModelFactoryError
+from .inspect_cmd import run_inspect, setup_inspect
 
 __all__ = ["main", "COMMANDS"]
 
@@ -47,6 +48,11 @@ COMMANDS: dict[
     str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 ] = {
     "devices": ("list the available devices", _setup_devices, _run_devices),
+    "inspect": (
+        "show a checkpoint's architecture, tensors and metadata (reads the header only)",
+        setup_inspect,
+        run_inspect,
+    ),
 }
 
 
