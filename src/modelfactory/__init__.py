@@ -15,10 +15,13 @@ from .api import build, load, validate
 from .check import check
 from .checkpoint import save
 from .devices import try_all_gpus, try_gpu
-from .errors import ModelFactoryError
+from .errors import CheckpointError, ModelFactoryError
+from .ptfile import load_state_dict, save_state_dict
 from .registry import register_init, register_layer, register_op
 from .spec import ModelSpec
 from .tables import layer_summary as summary
+from .tensors import load_tensors, save_tensors
+from .weights import load_weights
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -26,10 +29,16 @@ __all__ = [
     "build",
     "load",
     "save",
+    "save_tensors",
+    "load_tensors",
+    "save_state_dict",
+    "load_state_dict",
+    "load_weights",
     "validate",
     "check",
     "ModelSpec",
     "ModelFactoryError",
+    "CheckpointError",
     "register_layer",
     "register_op",
     "register_init",

@@ -16,7 +16,7 @@ from torch import nn
 
 from .builder import BuildInfo, construct
 from .check import check as run_check
-from .checkpoint import read_metadata, spec_from_metadata
+from .checkpoint import check_ties, read_checkpoint
 from .devices import resolve_device
 from .errors import InitError, ModelFactoryError
 from .initialize import (
@@ -33,7 +33,7 @@ from .parse import plain_data, problems_from, to_spec
 from .source import load_yaml_file
 from .spec import ModelSpec
 from .ties import apply_ties, keep_ties
-from .weights import load_weights
+from .weights import check_weights, load_weights
 
 __all__ = ["build", "load", "validate", "to_init_spec"]
 
@@ -178,13 +178,18 @@ def load(path: str | Path, *, device: str | torch.device = "cpu", strict: bool =
     """Rebuild a model from its checkpoint alone and load its weights strictly.
 
     A strict load overwrites every saved tensor, so large models skip their
-    init pass entirely (``initialize=False``); non-strict loads initialise first.
+    init pass entirely (``initialize=False``). ``strict=False`` initialises
+    first, loads the tensors that match and logs (as warnings) what it skipped.
+    See ``docs/checkpoints.md``.
     """
-    metadata = read_metadata(path)
-    spec, _ = spec_from_metadata(metadata, path)
-    seed = int(metadata.get("modelfactory.seed", "0"))
-    model = build(spec, device=device, seed=seed, initialize=not strict)
-    skipped = load_weights(model, path, strict=strict)
-    for item in skipped:
-        log.warning("load: skipped %s", item)
+    stored = read_checkpoint(path)
+    if strict:
+        # Match names and shapes on a meta-device build first (this also runs the
+        # shape check): a file cannot make us allocate more than the weights it holds.
+        check_weights(build(stored.spec, device="meta", seed=stored.seed), path)
+    model = build(
+        stored.spec, device=device, seed=stored.seed, initialize=not strict, check=not strict
+    )
+    load_weights(model, path, strict=strict)
+    check_ties(model, stored)
     return model

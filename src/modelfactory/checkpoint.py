@@ -3,6 +3,7 @@
 A checkpoint rebuilds its model with no code and no YAML beside it, and
 opening one never executes anything: safetensors holds only tensors, and the
 metadata is JSON validated like any other model spec. Writes are atomic.
+The format and its metadata keys are described in ``docs/checkpoints.md``.
 """
 
 from __future__ import annotations
@@ -10,22 +11,35 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_model
 from torch import nn
 
 from .builder import BuildInfo
 from .errors import CheckpointError, ModelFactoryError
+from .header import SafetensorsHeader, read_header
 from .spec import ModelSpec
+from .weights import tensor_groups
 
-__all__ = ["save", "read_metadata", "fingerprint", "atomic_path", "FORMAT_VERSION", "META_PREFIX"]
+__all__ = [
+    "save",
+    "read_checkpoint",
+    "read_metadata",
+    "check_ties",
+    "fingerprint",
+    "atomic_path",
+    "StoredModel",
+    "FORMAT_VERSION",
+    "META_PREFIX",
+]
 
 FORMAT_VERSION = "1"
 META_PREFIX = "modelfactory."
@@ -36,10 +50,34 @@ def canonical_json(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
+# Labels, not architecture: renaming a model keeps its fingerprint.
+_LABELS = ("name", "description")
+
+
+def _fingerprint_data(data: dict[str, Any]) -> str:
+    body = {k: v for k, v in data.items() if k not in _LABELS}
+    return "sha256:" + hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+
 def fingerprint(spec: ModelSpec) -> str:
-    """Hash of the architecture (not its labels): key order and comments do not matter."""
-    data = spec.model_dump(mode="json", exclude={"name", "description"})
-    return "sha256:" + hashlib.sha256(canonical_json(data).encode()).hexdigest()
+    """Hash of the canonical resolved architecture (not its labels).
+
+    Computed from the validated spec with defaults filled in and keys sorted, so
+    the same architecture written with another key order, other comments or
+    defaults spelled out gets the same fingerprint.
+    """
+    return _fingerprint_data(spec.model_dump(mode="json"))
+
+
+def tie_map(model: nn.Module) -> list[list[str]]:
+    """The groups of state_dict names that are one tensor (shared modules, tied parameters)."""
+    return sorted(sorted(group) for group in tensor_groups(model) if len(group) > 1)
+
+
+def _jsonable(value: Any) -> Any:
+    # Init rules may be a pydantic model or plain data; both become JSON.
+    dump = getattr(value, "model_dump", None)
+    return dump(mode="json") if callable(dump) else value
 
 
 def _versions() -> dict[str, str]:
@@ -52,20 +90,22 @@ def _versions() -> dict[str, str]:
     return {"modelfactory": ours, "torch": torch.__version__}
 
 
-def build_metadata(info: BuildInfo) -> dict[str, str]:
+def build_metadata(info: BuildInfo, ties: list[list[str]]) -> dict[str, str]:
     """The string-to-string metadata stored in the safetensors header."""
     meta = {
         "format": FORMAT_VERSION,
-        "spec": canonical_json(info.spec.model_dump(mode="json")),
+        # Not key-sorted: the order of children is the order of modules and parameters.
+        "spec": json.dumps(info.spec.model_dump(mode="json"), separators=(",", ":")),
         "fingerprint": fingerprint(info.spec),
+        "ties": canonical_json(ties),
         "seed": str(info.seed),
         "device": info.device,
         "versions": canonical_json(_versions()),
     }
     if info.init is not None:
-        meta["init"] = canonical_json(info.init)
+        meta["init"] = canonical_json(_jsonable(info.init))
     if info.facts:
-        meta["facts"] = canonical_json(info.facts)
+        meta["facts"] = canonical_json(_jsonable(info.facts))
     return {META_PREFIX + k: v for k, v in meta.items()}
 
 
@@ -113,20 +153,22 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
 
 
 def save(model: nn.Module, path: str | Path) -> Path:
-    """Write ``model`` to ``path`` as safetensors, shared tensors stored once.
+    """Write ``model`` to ``path`` atomically as safetensors, shared tensors stored once.
 
-    The model must come from :func:`modelfactory.build` (its architecture is
-    written into the file so :func:`modelfactory.load` can rebuild it).
+    The model must come from :func:`modelfactory.build`: its resolved
+    architecture, tie map, seed, init rules, build device, versions and
+    fingerprint go into the metadata so :func:`modelfactory.load` can rebuild
+    it from the file alone.
     """
     info = getattr(model, "modelfactory_info", None)
     if not isinstance(info, BuildInfo):
         raise CheckpointError(
             f"save: {type(model).__name__} was not built by modelfactory.build, so its architecture "
             "is unknown. Build it with modelfactory.build, or save its state_dict with "
-            "modelfactory.save_tensors."
+            "modelfactory.save_tensors or modelfactory.save_state_dict."
         )
     path = Path(path)
-    metadata = build_metadata(info)
+    metadata = build_metadata(info, tie_map(model))
     try:
         with atomic_path(path) as tmp:
             # save_model drops all but one name of each shared tensor and records
@@ -137,42 +179,99 @@ def save(model: nn.Module, path: str | Path) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class StoredModel:
+    """What a checkpoint says about its model, checked; no tensor data read."""
+
+    header: SafetensorsHeader
+    spec: ModelSpec
+    seed: int
+    ties: list[list[str]]
+    metadata: dict[str, str]
+
+
 def read_metadata(path: str | Path) -> dict[str, str]:
     """The header metadata of a safetensors file, without reading any tensor."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"load: no checkpoint at '{path}'")
+    return read_header(path).metadata
+
+
+def _meta_json(metadata: dict[str, str], key: str, path: Path) -> Any:
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            return dict(handle.metadata() or {})
-    except (SafetensorError, OSError, ValueError) as err:
+        return json.loads(metadata[META_PREFIX + key])
+    except json.JSONDecodeError as err:
         raise CheckpointError(
-            f"load: '{path}' is not a readable safetensors file ({err}). "
-            "It may be truncated or corrupted; re-save it from the original model."
+            f"load: '{path}': metadata '{META_PREFIX}{key}' is not valid JSON ({err}). "
+            "The file was edited or corrupted; re-save it from the original model."
         ) from None
 
 
-def spec_from_metadata(
-    metadata: dict[str, str], path: str | Path
-) -> tuple[ModelSpec, dict[str, str]]:
+def read_checkpoint(path: str | Path) -> StoredModel:
+    """Read and check everything a checkpoint says about its model; build nothing.
+
+    Checks the safetensors header (sizes, offsets), the format version, the
+    architecture (validated like any model file), that the fingerprint matches
+    it, the seed and the tie map.
+    """
+    path = Path(path)
+    header = read_header(path)
+    metadata = header.metadata
+    if META_PREFIX + "spec" not in metadata:
+        raise CheckpointError(
+            f"load: '{path}' has no modelfactory architecture in its metadata; it was not written by "
+            "modelfactory.save. Build the model yourself and load the weights with "
+            "modelfactory.load_weights, or read the tensors with modelfactory.load_tensors."
+        )
+    version = metadata.get(META_PREFIX + "format")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"load: '{path}' is in checkpoint format {version!r}; this modelfactory reads format "
+            f"{FORMAT_VERSION!r}. Load it with the modelfactory version that wrote it."
+        )
+    data = _meta_json(metadata, "spec", path)
+    spec = spec_from_data(data, path)
+    stored_print = metadata.get(META_PREFIX + "fingerprint")
+    if isinstance(data, dict) and stored_print != _fingerprint_data(data):
+        raise CheckpointError(
+            f"load: '{path}': the stored fingerprint {stored_print!r} does not match the stored "
+            "architecture; the metadata was edited or corrupted. Re-save it from the original model."
+        )
+    seed_text = metadata.get(META_PREFIX + "seed", "0")
+    if re.fullmatch(r"[0-9]{1,19}", seed_text) is None:
+        raise CheckpointError(
+            f"load: '{path}': metadata '{META_PREFIX}seed' must be a non-negative integer, "
+            f"found {seed_text[:40]!r}"
+        )
+    ties = _meta_json(metadata, "ties", path) if META_PREFIX + "ties" in metadata else []
+    if not isinstance(ties, list) or not all(
+        isinstance(g, list) and all(isinstance(n, str) for n in g) for g in ties
+    ):
+        raise CheckpointError(
+            f"load: '{path}': metadata '{META_PREFIX}ties' must be a list of lists of names"
+        )
+    return StoredModel(header, spec, int(seed_text), ties, metadata)
+
+
+def spec_from_data(data: Any, path: str | Path) -> ModelSpec:
     """Validate the architecture stored in a checkpoint's metadata."""
     from .parse import validate_data
 
-    raw = metadata.get(META_PREFIX + "spec")
-    if raw is None:
-        raise CheckpointError(
-            f"load: '{path}' has no modelfactory architecture in its metadata; it was not written by "
-            "modelfactory.save. Build the model yourself and load weights with load_weights."
-        )
     try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise CheckpointError(
-            f"load: '{path}': the stored architecture is not valid JSON ({err})"
-        ) from None
-    try:
-        return validate_data(data, root="checkpoint.spec"), metadata
+        return validate_data(data, root="checkpoint.spec")
     except ModelFactoryError as err:
         raise CheckpointError(
-            f"load: '{path}': the stored architecture is invalid", err.problems
+            f"load: '{path}': the stored architecture is invalid; the file was edited, corrupted or "
+            "written by an incompatible version",
+            err.problems,
         ) from None
+
+
+def check_ties(model: nn.Module, stored: StoredModel) -> None:
+    """The rebuilt model must tie exactly the names the checkpoint says were tied."""
+    found = tie_map(model)
+    expected = sorted(sorted(group) for group in stored.ties)
+    if found != expected:
+        raise CheckpointError(
+            f"load: '{stored.header.path}': the rebuilt model ties {found} but the checkpoint "
+            f"records ties {expected}. Its weights were saved from a differently tied model; "
+            "re-save it from the original model."
+        )

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from . import cli_schema, cli_validate
 from .devices import available_devices
 from .errors import ModelFactoryError
+from .inspect_cmd import run_inspect, setup_inspect
 from .sweep import run_summarize, setup_summarize
 
 __all__ = ["main", "COMMANDS"]
@@ -52,6 +53,11 @@ COMMANDS: dict[
     "summarize": ("write the summary and plots of a sweep", setup_summarize, run_summarize),
     "validate": ("check model files (no Hydra)", cli_validate.setup, cli_validate.run),
     "schema": ("print the JSON Schema of model files", cli_schema.setup, cli_schema.run),
+    "inspect": (
+        "show a checkpoint's architecture, tensors and metadata (reads the header only)",
+        setup_inspect,
+        run_inspect,
+    ),
 }
 
 
