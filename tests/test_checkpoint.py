@@ -318,12 +318,12 @@ def test_failing_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatc
     path = mf.save(mf.build(MLP, seed=1), tmp_path / "m.safetensors")
     before = path.read_bytes()
 
-    def half_write_then_fail(model, filename, metadata=None):
+    def half_write_then_fail(filename, tensors, metadata=None):
         with open(filename, "wb") as handle:
             handle.write(b"partial")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("modelfactory.checkpoint.save_model", half_write_then_fail)
+    monkeypatch.setattr("modelfactory.checkpoint.write_safetensors", half_write_then_fail)
     with pytest.raises(mf.CheckpointError, match="could not write .*No space left on device"):
         mf.save(mf.build(MLP, seed=2), path)
     assert path.read_bytes() == before

@@ -79,8 +79,8 @@ def _huge_shape(header):
 
 
 def _overlap(header):
-    start = min(entry["data_offsets"][0] for key, entry in header.items() if key != "__metadata__")
-    header["0.weight"]["data_offsets"] = [start, start + 48]  # on top of 0.bias
+    start = header["0.weight"]["data_offsets"][0]
+    header["0.bias"]["data_offsets"] = [start, start + 12]  # on top of 0.weight
 
 
 def _bad_dtype(header):

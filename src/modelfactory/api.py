@@ -27,7 +27,7 @@ from .initialize import (
     replay_default_init,
 )
 from .initspec import InitSpec
-from .limits import check_parameter_budget
+from .limits import check_structure, enforce_parameter_budget
 from .materialize import META_THRESHOLD, estimate_parameters, materialize, meta_safe
 from .parse import plain_data, problems_from, to_spec
 from .source import load_yaml_file
@@ -94,9 +94,11 @@ def build(
     models. Both give identical values for the same seed and rules.
     ``progress(done, total)`` is called as parameters are initialised (elements).
     ``check`` runs the shape check first (a dry run on ``meta``: omitted sizes
-    are inferred, mismatches reported before anything is allocated); it is
-    required when sizes are omitted, and can be skipped for a spec that
-    :func:`modelfactory.check` already resolved. ``initialize=False`` skips
+    are inferred, mismatches and models over the parameter budget reported
+    before anything is allocated); it is required when sizes are omitted, and
+    can be skipped for a spec that :func:`modelfactory.check` already resolved.
+    Without it the budget is still enforced: on the meta path before
+    allocating, on the direct path (models estimated small) right after. ``initialize=False`` skips
     every init on the meta path (values are left uninitialised), for callers
     that overwrite all of them right away, as :func:`load` does.
     """
@@ -107,8 +109,8 @@ def build(
     model_spec = to_spec(spec)
     if check:  # the dry run also enforces the parameter budget, before anything is allocated
         model_spec = run_check(model_spec).spec
-    else:
-        check_parameter_budget(model_spec)
+    else:  # bounded by module count, constant and input sizes; tensors are counted below
+        check_structure(model_spec)
     init_spec = to_init_spec(init)
     rules = [LabeledRule(r, f"init[{i}]") for i, r in enumerate(model_spec.init)]
     rules += [LabeledRule(r, f"init.rules[{i}]") for i, r in enumerate(init_spec.rules)]
@@ -126,6 +128,7 @@ def build(
         why_not = meta_safe(model, record)
         if why_not is None:
             chosen = "meta"
+            enforce_parameter_budget(model)  # on meta: nothing allocated yet
             # Ties and rules are checked on meta tensors, before anything is allocated.
             pairs = apply_ties(model, model_spec.ties)
             plan = plan_init(model, rules, record.block_types) if rules else None
@@ -146,6 +149,8 @@ def build(
             log.info("building directly on %s instead of via meta: %s", build_device, why_not)
     if chosen == "direct":
         model, record = construct(model_spec, device=build_device, seed=seed)
+        if not check:  # estimated small: counted after construction (the check counts before)
+            enforce_parameter_budget(model)
         pairs = apply_ties(model, model_spec.ties)
     if rules and initialize:
         plan = plan_init(model, rules, record.block_types)  # on the final parameter objects

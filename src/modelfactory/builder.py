@@ -8,9 +8,10 @@ Nothing here re-validates: the spec is already known to be well formed.
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -303,6 +304,23 @@ def construct(
     # which made small layers several times slower to build; skip it when the
     # target already is the default device.
     placement = nullcontext() if device == torch.get_default_device() else device
-    with torch.random.fork_rng(devices=fork_devices), placement:
+    with torch.random.fork_rng(devices=fork_devices), placement, _gc_paused():
         module = builder.build(spec.network, ("network",), "")
     return module, builder.record
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while constructing (restored afterwards).
+
+    Building allocates many objects and frees none, so the collector's full
+    passes over the (large, torch-filled) heap are pure cost: measured, 10,000
+    layers took 0.73 s with it and 0.42 s without (docs/benchmarks.md).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_model
 from torch import nn
 
 from .builder import BuildInfo
 from .errors import CheckpointError, ModelFactoryError
 from .header import SafetensorsHeader, read_header
 from .spec import ModelSpec
+from .stwrite import unique_state, write_safetensors
 from .weights import tensor_groups
 
 __all__ = [
@@ -171,9 +171,9 @@ def save(model: nn.Module, path: str | Path) -> Path:
     metadata = build_metadata(info, tie_map(model))
     try:
         with atomic_path(path) as tmp:
-            # save_model drops all but one name of each shared tensor and records
-            # the dropped names in the metadata (safetensors#202).
-            save_model(model, str(tmp), metadata=metadata)
+            # each shared or tied tensor once, under its first name; the tie map in
+            # the metadata says which other names it stands for
+            write_safetensors(tmp, unique_state(model), metadata)
     except OSError as err:
         raise CheckpointError(f"save: could not write '{path}': {err.strerror or err}") from err
     return path

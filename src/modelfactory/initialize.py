@@ -19,7 +19,7 @@ from torch import nn
 from .builder import BuildRecord, derive_seed, seed_default_generator
 from .errors import ConfigProblem, InitError
 from .initspec import InitRule, path_glob_match
-from .registry import INITS, LAYERS, InitEntry, origin_of, register_init
+from .registry import INITS, LAYERS, InitEntry, register_init
 from .signatures import args_model_from_signature
 
 __all__ = ["ParamInfo", "InitPlan", "plan_init", "apply_init", "replay_default_init", "LabeledRule"]
@@ -42,7 +42,6 @@ def _register_torch_schemes() -> None:
             InitEntry(
                 name=name,
                 target=fn,
-                origin=origin_of(fn),
                 explicit_args_model=args_model_from_signature(
                     fn, model_name=f"{name}InitArgs", skip_leading=1
                 ),

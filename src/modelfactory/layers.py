@@ -13,7 +13,7 @@ import inspect
 import torch
 from torch import Tensor, nn
 
-from .registry import LAYERS, LayerEntry, origin_of, register_layer
+from .registry import LAYERS, LayerEntry, register_layer
 
 __all__ = ["CenteredLayer", "MyLinear", "register_torch_layers"]
 
@@ -76,7 +76,6 @@ def register_torch_layers() -> None:
             LayerEntry(
                 name=name,
                 target=obj,
-                origin=origin_of(obj),
                 shape_rule=_TORCH_SHAPE_RULES.get(name, {}),
             )
         )

@@ -48,9 +48,20 @@ def origin_of(obj: Any) -> str:
 class _Entry:
     name: str
     target: Callable[..., Any]
-    origin: str
     explicit_args_model: type[BaseModel] | None = None
     _args_model: type[BaseModel] | None = field(default=None, init=False, repr=False)
+    _origin: str | None = field(default=None, init=False, repr=False)
+
+    @property
+    def origin(self) -> str:
+        """Where the target is defined, ``module.qualname (file:line)``.
+
+        Computed on first use: finding the line parses the defining module's
+        source, which for the ~150 torch.nn classes took 2 s of import time.
+        """
+        if self._origin is None:
+            self._origin = origin_of(self.target)
+        return self._origin
 
     def _derive_args_model(self) -> type[BaseModel]:
         raise NotImplementedError
@@ -195,7 +206,6 @@ def register_layer(
             LayerEntry(
                 name=name or obj.__name__,
                 target=obj,
-                origin=origin_of(obj),
                 explicit_args_model=args_model,
                 shape_rule=dict(shape_rule or {}),
             )
@@ -226,7 +236,6 @@ def register_op(
             OpEntry(
                 name=name or fn.__name__,
                 target=fn,
-                origin=origin_of(fn),
                 explicit_args_model=args_model,
                 arity=None if variadic else len(positional),
             )
@@ -254,7 +263,6 @@ def register_init(
             InitEntry(
                 name=name or fn.__name__,
                 target=fn,
-                origin=origin_of(fn),
                 explicit_args_model=args_model,
             )
         )
