@@ -102,6 +102,9 @@ def _pick(makers: dict[str, Callable[[], Callable[[], Any]]], only: str | None) 
 HAND = "nn.Sequential by hand"
 MF_DICT = "mf.build(dict)"
 MF_FILE = "mf.build(YAML file)"
+MF_DICT_NOCHECK = "mf.build(dict, check=False)"
+MF_FILE_NOCHECK = "mf.build(YAML file, check=False)"
+CHECK_ONLY = "mf.check(spec) only: the meta dry run (info)"
 HYDRA = "hydra.utils.instantiate(dict)"
 HYDRA_FILE = "OmegaConf.load + instantiate (file)"
 VALIDATE = "mf.validate(dict) only (info)"
@@ -117,10 +120,16 @@ def config_cases(n: int, workdir: Path, only: str | None = None) -> list[Case]:
         _dump_yaml(spec, spec_file)
         _dump_yaml(tiny_hydra(n), hydra_file)
 
-    def mf_build(source: Any) -> Callable[[], Any]:
+    def mf_build(source: Any, check: bool = True) -> Callable[[], Any]:
         import modelfactory as mf
 
-        return lambda: mf.build(source)
+        return lambda: mf.build(source, check=check)
+
+    def check_only() -> Callable[[], Any]:
+        import modelfactory as mf
+
+        validated = mf.validate(spec)
+        return lambda: mf.check(validated)
 
     def hydra_dict() -> Callable[[], Any]:
         from hydra.utils import instantiate
@@ -149,6 +158,9 @@ def config_cases(n: int, workdir: Path, only: str | None = None) -> list[Case]:
             HAND: lambda: lambda: tiny_hand(n),
             MF_DICT: lambda: mf_build(spec),
             MF_FILE: lambda: mf_build(spec_file),
+            MF_DICT_NOCHECK: lambda: mf_build(spec, check=False),
+            MF_FILE_NOCHECK: lambda: mf_build(spec_file, check=False),
+            CHECK_ONLY: check_only,
             HYDRA: hydra_dict,
             HYDRA_FILE: hydra_from_file,
             VALIDATE: validate_only,
@@ -171,6 +183,8 @@ def section_config(quick: bool, workdir: Path, peaks: Peaks) -> tuple[str, list[
     targets = [
         ("1. mf.build(dict) / hand", times[MF_DICT] / times[HAND], "<= 1.5x"),
         ("1. mf.build(file) / hand", times[MF_FILE] / times[HAND], "<= 3x"),
+        ("1. mf.build(dict, check=False) / hand", times[MF_DICT_NOCHECK] / times[HAND], "<= 1.5x"),
+        ("1. mf.build(file, check=False) / hand", times[MF_FILE_NOCHECK] / times[HAND], "<= 3x"),
         ("1. hydra instantiate / hand (reference)", times[HYDRA] / times[HAND], "—"),
     ]
     title = f"### 1. Config overhead: {n} tiny layers (Linear(8, 8) and ReLU, alternating)"

@@ -14,7 +14,7 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from .builder import BuildInfo, construct
+from .builder import BuildInfo, BuildRecord, construct
 from .check import check as run_check
 from .checkpoint import check_ties, read_checkpoint
 from .devices import resolve_device
@@ -93,14 +93,15 @@ def build(
     ``direct`` constructs on the target, ``auto`` takes ``meta`` for large
     models. Both give identical values for the same seed and rules.
     ``progress(done, total)`` is called as parameters are initialised (elements).
+
     ``check`` runs the shape check first (a dry run on ``meta``: omitted sizes
-    are inferred, mismatches and models over the parameter budget reported
-    before anything is allocated); it is required when sizes are omitted, and
-    can be skipped for a spec that :func:`modelfactory.check` already resolved.
-    Without it the budget is still enforced: on the meta path before
-    allocating, on the direct path (models estimated small) right after. ``initialize=False`` skips
-    every init on the meta path (values are left uninitialised), for callers
-    that overwrite all of them right away, as :func:`load` does.
+    are inferred; shape mismatches and models over the parameter budget are
+    reported before anything is allocated). It is required when sizes are
+    omitted, and can be skipped for a spec :func:`modelfactory.check` already
+    resolved; the budget is then enforced on the meta path before allocating
+    and on the direct path (models estimated small) right after.
+    ``initialize=False`` skips every init on the meta path (values are left
+    uninitialised), for callers that overwrite all of them, as :func:`load` does.
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ModelFactoryError(f"seed: must be a non-negative integer, found {seed!r}")
@@ -122,36 +123,15 @@ def build(
     use_meta = strategy == "meta" or (
         strategy == "auto" and estimate_parameters(model_spec) >= META_THRESHOLD
     )
-    chosen = "direct"
-    if use_meta:
-        model, record = construct(model_spec, device=torch.device("meta"), seed=seed)
-        why_not = meta_safe(model, record)
-        if why_not is None:
-            chosen = "meta"
-            enforce_parameter_budget(model)  # on meta: nothing allocated yet
-            # Ties and rules are checked on meta tensors, before anything is allocated.
-            pairs = apply_ties(model, model_spec.ties)
-            plan = plan_init(model, rules, record.block_types) if rules else None
-            # layer ids survive materialising; parameter objects may not
-            skip = fully_covered_layers(record, plan.covered()) if plan else set()
-            if not initialize:  # the caller overwrites every saved tensor; keep the rest valid
-                skip = {id(layer) for _, layer in record.layers if not _has_unsaved_buffers(layer)}
-            if build_device.type != "meta":
-                materialize(model, record, device=build_device, seed=seed)
-                tied_away = {
-                    (id(model.get_submodule(t.rpartition(".")[0])), t.rpartition(".")[2])
-                    for t, _ in pairs
-                }
-                replay_default_init(
-                    record, seed=seed, device=build_device, skip=skip, tied_away=tied_away
-                )
-        else:
-            log.info("building directly on %s instead of via meta: %s", build_device, why_not)
-    if chosen == "direct":
-        model, record = construct(model_spec, device=build_device, seed=seed)
+    made = _via_meta(model_spec, rules, seed, build_device, initialize) if use_meta else None
+    chosen = "meta" if made is not None else "direct"
+    if made is None:
+        made = construct(model_spec, device=build_device, seed=seed)
         if not check:  # estimated small: counted after construction (the check counts before)
-            enforce_parameter_budget(model)
-        pairs = apply_ties(model, model_spec.ties)
+            enforce_parameter_budget(made[0])
+        made = (*made, apply_ties(made[0], model_spec.ties))
+    model, record, pairs = made
+
     if rules and initialize:
         plan = plan_init(model, rules, record.block_types)  # on the final parameter objects
         report: Any = apply_init(plan, seed=seed, progress=progress)
@@ -172,6 +152,41 @@ def build(
     )
     log.debug("built %s on %s via %s", type(model).__name__, target, chosen)
     return model
+
+
+def _via_meta(
+    spec: ModelSpec,
+    rules: list[LabeledRule],
+    seed: int,
+    device: torch.device,
+    initialize: bool,
+) -> tuple[nn.Module, BuildRecord, list[tuple[str, str]]] | None:
+    """Construct on meta, check, allocate once on ``device``, default-init what rules leave.
+
+    ``None`` when some layer could not get its values back after ``to_empty``
+    (the caller then builds directly; the log says why).
+    """
+    model, record = construct(spec, device=torch.device("meta"), seed=seed)
+    why_not = meta_safe(model, record)
+    if why_not is not None:
+        log.info("building directly on %s instead of via meta: %s", device, why_not)
+        return None
+    # Budget, ties and rules are checked on meta tensors, before anything is allocated.
+    enforce_parameter_budget(model)
+    pairs = apply_ties(model, spec.ties)
+    plan = plan_init(model, rules, record.block_types) if rules else None
+    # layer ids survive materialising; parameter objects may not
+    skip = fully_covered_layers(record, plan.covered()) if plan else set()
+    if not initialize:  # the caller overwrites every saved tensor; keep the rest valid
+        skip = {id(layer) for _, layer in record.layers if not _has_unsaved_buffers(layer)}
+    if device.type != "meta":
+        materialize(model, record, device=device, seed=seed)
+        tied_away = {
+            (id(model.get_submodule(target.rpartition(".")[0])), target.rpartition(".")[2])
+            for target, _ in pairs
+        }
+        replay_default_init(record, seed=seed, device=device, skip=skip, tied_away=tied_away)
+    return model, record, pairs
 
 
 def _has_unsaved_buffers(layer: nn.Module) -> bool:
