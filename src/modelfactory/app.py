@@ -76,6 +76,7 @@ def run_job(cfg: DictConfig, *, conf_dir: Path | None = None) -> dict[str, Any]:
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
     choice = hydra_cfg.runtime.choices.get("model")
+    label = Path(cfg.model_file).stem if cfg.get("model_file") else choice
 
     load_plugins(cfg.get("plugins") or ())  # trusted: the command line or conf/, never a model file
     set_budget(max_parameters=cfg.get("max_parameters"))
@@ -128,7 +129,7 @@ def run_job(cfg: DictConfig, *, conf_dir: Path | None = None) -> dict[str, Any]:
     )
     metrics = {
         "status": "ok",  # a failed job's metrics.json says "failed" (see sweep_app.run_guarded)
-        "model": spec.name or choice,
+        "model": spec.name or label,
         "init": (init or {}).get("name") if isinstance(init, dict) else None,
         "strategy": info.facts.get("strategy"),
         "device": device,
