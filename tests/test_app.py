@@ -110,3 +110,15 @@ def test_unmatched_init_rule_fails_without_traceback(tmp_path):
         "init.rules[1]: init rule constant(val=42.0) on module='2' param='weight' matched no parameter"
         in proc.stderr
     )
+
+
+def test_model_file_run_is_labelled_by_its_file(tmp_path):
+    theirs = tmp_path / "their_net.yaml"
+    theirs.write_text(
+        "input: {shape: [2, 4]}\nnetwork: [{type: Linear, in_features: 4, out_features: 2}]\n"
+    )
+    proc = run_app(f"model_file={theirs}", f"hydra.run.dir={tmp_path / 'run'}", "print_model=false")
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["model"] == "their_net"
+    assert metrics["output"]["shape"] == [2, 2]
