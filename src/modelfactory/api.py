@@ -32,7 +32,7 @@ from .materialize import META_THRESHOLD, estimate_parameters, materialize, meta_
 from .parse import plain_data, problems_from, to_spec
 from .source import load_yaml_file
 from .spec import ModelSpec
-from .ties import apply_ties, keep_ties
+from .ties import apply_ties
 from .weights import check_weights, load_weights
 
 __all__ = ["build", "load", "validate", "to_init_spec"]
@@ -138,7 +138,6 @@ def build(
     else:  # nothing to apply: the all-default report is only built if someone reads it
         blocks = record.block_types
         report = lambda: apply_init(plan_init(model, [], blocks), seed=seed)  # noqa: E731
-    keep_ties(model, pairs)
     if build_device != target:
         model.to(target)
 

@@ -22,8 +22,6 @@ __all__ = [
     "estimate_parameters",
     "meta_safe",
     "materialize",
-    "tie_groups",
-    "retie",
     "META_THRESHOLD",
 ]
 
@@ -117,31 +115,6 @@ def meta_safe(model: nn.Module, record: BuildRecord) -> str | None:
     return None
 
 
-def tie_groups(model: nn.Module) -> list[list[tuple[nn.Module, str, str]]]:
-    """Groups of (module, attribute, kind) that hold one and the same tensor object."""
-    groups: dict[int, list[tuple[nn.Module, str, str]]] = {}
-    seen_modules: set[int] = set()
-    for module in model.modules():
-        if id(module) in seen_modules:
-            continue
-        seen_modules.add(id(module))
-        for kind, table in (("param", module._parameters), ("buffer", module._buffers)):
-            for attr, tensor in table.items():
-                if tensor is not None:
-                    groups.setdefault(id(tensor), []).append((module, attr, kind))
-    return [group for group in groups.values() if len(group) > 1]
-
-
-def retie(groups: list[list[tuple[nn.Module, str, str]]]) -> None:
-    """Make every member of each group hold the first member's tensor object again."""
-    for group in groups:
-        first_module, first_attr, kind = group[0]
-        table = "_parameters" if kind == "param" else "_buffers"
-        tensor = getattr(first_module, table)[first_attr]
-        for module, attr, _ in group[1:]:
-            getattr(module, table)[attr] = tensor
-
-
 def materialize(
     model: nn.Module, record: BuildRecord, *, device: torch.device, seed: int
 ) -> nn.Module:
@@ -151,11 +124,10 @@ def materialize(
     init replay and the rules next. Constants are refilled here from their
     own seeded streams.
     """
-    groups = tie_groups(model)
+    # to_empty replaces Parameter objects (meta -> real tensors are not
+    # shallow-copy compatible), which would silently untie parameters; a tied
+    # model re-asserts its ties after every _apply (see ties.keep_ties).
     model.to_empty(device=device)
-    # to_empty may replace Parameter objects (meta -> real tensors are not
-    # shallow-copy compatible), which silently unties them; re-assert the ties.
-    retie(groups)
     for owner, name, constant, stream in record.constants:
         owner._buffers[name] = fill_constant(constant, seed=seed, path=stream, device=device)
     return model

@@ -62,6 +62,9 @@ def _check_endpoint(model: nn.Module, name: str, role: str, target: str) -> Conf
 def apply_ties(model: nn.Module, ties: dict[str, str]) -> list[tuple[str, str]]:
     """Bind every tie target to its source Parameter; return the resolved (target, source) pairs.
 
+    The model then re-asserts its ties by itself (:func:`keep_ties`), so later
+    stages (materialising from meta, moving devices) need not know about them.
+
     Every problem (unknown path, buffer, shape mismatch) is reported at once.
     """
     if not ties:
@@ -89,6 +92,7 @@ def apply_ties(model: nn.Module, ties: dict[str, str]) -> list[tuple[str, str]]:
         raise SpecError(f"invalid ties: {len(problems)} problem(s)", problems)
     pairs = sorted(resolved.items())
     retie_paths(model, pairs)
+    keep_ties(model, pairs)  # and keep them through to_empty, .to() and load_state_dict
     return pairs
 
 
