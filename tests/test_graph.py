@@ -318,3 +318,26 @@ def test_shared_layer_is_one_row_with_its_calls_summed():
     rows = {r.path: r for r in summary.rows}
     assert "4" not in rows
     assert rows["2"].calls == 2 and rows["2"].flops == 2 * 2 * 2 * 8 * 8
+
+
+def test_build_without_the_check_still_expands_parametric_blocks():
+    data = spec(
+        [{"block": "Dense", "with": {"width": 16}}],
+        blocks={
+            "Dense": {
+                "params": {"width": None},
+                "body": [{"type": "Linear", "in_features": 8, "out_features": {"param": "width"}}],
+            }
+        },
+    )
+    model = mf.build(data, check=False)
+    assert model[0][0].out_features == 16
+
+
+def test_parameter_estimate_sees_expanded_repeats():
+    from modelfactory.materialize import estimate_parameters
+
+    resolved = mf.check(mf.validate(CONF / "model" / "resnet18.yaml")).spec
+    layer1 = resolved.network.children["layer1"]  # a repeat, expanded to a named sequential
+    only_layer1 = resolved.model_copy(update={"network": layer1})
+    assert estimate_parameters(only_layer1) >= 4 * 64 * 64  # four 64->64 convolutions

@@ -30,6 +30,7 @@ from .initspec import InitSpec
 from .limits import check_structure, enforce_parameter_budget
 from .materialize import META_THRESHOLD, estimate_parameters, materialize, meta_safe
 from .parse import plain_data, problems_from, to_spec
+from .resolve import resolve
 from .source import load_yaml_file
 from .spec import ModelSpec
 from .ties import apply_ties
@@ -110,7 +111,8 @@ def build(
     model_spec = to_spec(spec)
     if check:  # the dry run also enforces the parameter budget, before anything is allocated
         model_spec = run_check(model_spec).spec
-    else:  # bounded by module count, constant and input sizes; tensors are counted below
+    else:  # blocks still expanded; bounded by module count, constant and input sizes
+        model_spec = resolve(model_spec).spec
         check_structure(model_spec)
     init_spec = to_init_spec(init)
     rules = [LabeledRule(r, f"init[{i}]") for i, r in enumerate(model_spec.init)]

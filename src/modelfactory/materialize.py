@@ -16,7 +16,16 @@ import torch
 from torch import nn
 
 from .builder import BuildRecord, fill_constant
-from .spec import BlockRef, CompositeNode, LayerNode, ModelSpec, RepeatNode, SharedRef
+from .spec import (
+    BlockRef,
+    CompositeNode,
+    LayerNode,
+    ModelSpec,
+    NamedSequential,
+    ParametricBlock,
+    RepeatNode,
+    SharedRef,
+)
 
 __all__ = [
     "estimate_parameters",
@@ -73,6 +82,10 @@ def estimate_parameters(spec: ModelSpec) -> int:
             return walk(spec.shared[node.shared], depth + 1)
         if isinstance(node, RepeatNode):
             return node.repeat * walk(node.body, depth + 1)
+        if isinstance(node, ParametricBlock):
+            return walk(node.body, depth + 1)
+        if isinstance(node, NamedSequential):
+            return sum(walk(n, depth + 1) for n in node.sequential.values())
         if isinstance(node, CompositeNode):
             return sum(walk(n, depth + 1) for n in node.children.values())
         return 0
