@@ -27,7 +27,7 @@ from pydantic import Field, model_serializer, model_validator
 
 from .errors import did_you_mean
 from .registry import INITS, LAYERS
-from .specbase import SCOPE, Frozen, problem, raise_problems, validate_arguments
+from .specbase import SCOPE, Frozen, problem, raise_problems, split_flat, validate_arguments
 
 __all__ = ["InitRule", "InitSpec", "path_glob_match"]
 
@@ -65,9 +65,8 @@ class InitRule(Frozen):
     def _flatten_and_check(cls, data: Any, handler: Any) -> Any:
         if isinstance(data, InitRule):
             return data
-        if isinstance(data, dict) and "args" not in data:
-            args = {k: v for k, v in data.items() if k not in (*_SELECTORS, "scheme")}
-            data = {k: v for k, v in data.items() if k in (*_SELECTORS, "scheme")} | {"args": args}
+        if isinstance(data, dict):
+            data = split_flat(data, (*_SELECTORS, "scheme"))
         if isinstance(data, dict) and isinstance(data.get("type"), list):
             data = {**data, "type": tuple(data["type"])}
         rule = handler(data)

@@ -44,10 +44,12 @@ from .specbase import (
     SCOPE,
     Frozen,
     Scope,
+    custom_error,
     mapping_keys,
     placeholder_problems,
     problem,
     raise_problems,
+    split_flat,
     validate_arguments,
 )
 
@@ -175,15 +177,13 @@ class LayerNode(Frozen):
         if isinstance(data, LayerNode):
             return data
         if isinstance(data, dict):
-            args = {k: v for k, v in data.items() if k != "type"}
-            data = {"type": data.get("type"), "args": args}
+            data = split_flat(data, ("type",))
         node = handler(data)
         if node.type not in LAYERS:
             known = LAYERS.names() + sorted(SCOPE.get().blocks)
-            raise PydanticCustomError(
+            raise custom_error(
                 "unknown_layer",
-                "{message}",
-                {"message": f"unknown layer type '{node.type}'.{did_you_mean(node.type, known)}"},
+                f"unknown layer type '{node.type}'.{did_you_mean(node.type, known)}",
             )
         clean, problems = _layer_args_problems(node.type, node.args)
         raise_problems("LayerNode", problems)
@@ -254,13 +254,10 @@ class BlockRef(Frozen):
             )
         if self.block not in blocks:
             defined = ", ".join(sorted(blocks)) or "none"
-            raise PydanticCustomError(
+            raise custom_error(
                 "undefined_block",
-                "{message}",
-                {
-                    "message": f"undefined block '{self.block}'.{did_you_mean(self.block, blocks)}"
-                    f" Defined blocks: {defined}."
-                },
+                f"undefined block '{self.block}'.{did_you_mean(self.block, blocks)}"
+                f" Defined blocks: {defined}.",
             )
         return self
 
@@ -275,13 +272,10 @@ class SharedRef(Frozen):
         names = SCOPE.get().shared
         if self.shared not in names:
             defined = ", ".join(sorted(names)) or "none"
-            raise PydanticCustomError(
+            raise custom_error(
                 "undefined_shared",
-                "{message}",
-                {
-                    "message": f"undefined shared module '{self.shared}'."
-                    f"{did_you_mean(self.shared, names)} Declared shared modules: {defined}."
-                },
+                f"undefined shared module '{self.shared}'."
+                f"{did_you_mean(self.shared, names)} Declared shared modules: {defined}.",
             )
         return self
 
@@ -299,13 +293,10 @@ class RepeatNode(Frozen):
         # which could reach attributes of its arguments).
         rest = self.names.replace(_REPEAT_PLACEHOLDER, "")
         if _REPEAT_PLACEHOLDER not in self.names or "{" in rest or "}" in rest or "." in rest:
-            raise PydanticCustomError(
+            raise custom_error(
                 "repeat_names",
-                "{message}",
-                {
-                    "message": f"'names' must contain the placeholder {{i}} once and no other braces "
-                    f"or dots, e.g. 'block {{i}}'; found {self.names!r}"
-                },
+                f"'names' must contain the placeholder {{i}} once and no other braces "
+                f"or dots, e.g. 'block {{i}}'; found {self.names!r}",
             )
         return self
 
@@ -366,13 +357,10 @@ class _InvalidNode(BaseModel):
             found = f"a mapping with keys {keys}"
         else:
             hint, found = "", f"{type(data).__name__} {data!r}"
-        raise PydanticCustomError(
+        raise custom_error(
             "invalid_node",
-            "{message}",
-            {
-                "message": "a module must be a layer or block name, a list (Sequential), or a "
-                f"mapping with one of the keys {', '.join(_NODE_KEYS)}; found {found}.{hint}"
-            },
+            "a module must be a layer or block name, a list (Sequential), or a "
+            f"mapping with one of the keys {', '.join(_NODE_KEYS)}; found {found}.{hint}",
         )
 
 
@@ -431,9 +419,7 @@ class Step(Frozen):
             # A bare name: the composite decides whether it is a child or an op.
             data = {"call": data}
         elif isinstance(data, dict) and "op" in data:
-            args = {k: v for k, v in data.items() if k not in ("op", "in", "out", "inputs")}
-            data = {k: v for k, v in data.items() if k in ("op", "in", "out", "inputs")}
-            data["args"] = args
+            data = split_flat(data, ("op", "in", "out", "inputs"))
         if isinstance(data, dict) and isinstance(data.get("in"), str):
             data = {**data, "in": [data["in"]]}
         if isinstance(data, dict) and isinstance(data.get("out"), list):

@@ -25,10 +25,21 @@ __all__ = [
     "SCOPE",
     "mapping_keys",
     "custom_error",
+    "split_flat",
     "is_placeholder",
     "placeholder_problems",
     "validate_arguments",
 ]
+
+
+def split_flat(data: dict[str, Any], fixed: tuple[str, ...]) -> dict[str, Any]:
+    """``{type: Linear, in_features: 20}`` -> ``{type: Linear, args: {in_features: 20}}``.
+
+    Nodes, steps and init rules are written flat: their own keys beside the
+    arguments of the layer, op or scheme they name.
+    """
+    own = {k: v for k, v in data.items() if k in fixed}
+    return own | {"args": {k: v for k, v in data.items() if k not in fixed}}
 
 
 def custom_error(kind: str, message: str) -> PydanticCustomError:
@@ -44,7 +55,7 @@ def problem(
 ) -> dict[str, Any]:
     """One line error for :func:`raise_problems` (``message`` is literal text)."""
     return {
-        "type": PydanticCustomError(kind, "{message}", {"message": message}),
+        "type": custom_error(kind, message),
         "loc": loc,
         "input": found,
     }

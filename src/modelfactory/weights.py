@@ -18,7 +18,7 @@ from torch import nn
 from .errors import CheckpointError, ConfigProblem
 from .header import read_header
 
-__all__ = ["load_weights", "check_weights", "shared_groups", "tensor_groups", "TORCH_SUFFIXES"]
+__all__ = ["load_weights", "check_weights", "tensor_groups", "TORCH_SUFFIXES"]
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +32,6 @@ def tensor_groups(model: nn.Module) -> list[list[str]]:
     for name, tensor in model.state_dict(keep_vars=True).items():
         groups.setdefault(id(tensor), []).append(name)
     return list(groups.values())
-
-
-def shared_groups(model: nn.Module) -> dict[str, list[str]]:
-    """For each tensor stored under several state_dict names: first name -> the other names."""
-    return {group[0]: group[1:] for group in tensor_groups(model) if len(group) > 1}
 
 
 @dataclass(frozen=True)
