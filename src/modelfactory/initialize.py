@@ -8,6 +8,7 @@ changing a rule for one layer never changes another layer's values.
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -195,6 +196,7 @@ def _generator(seed: int, path: str, device: torch.device) -> torch.Generator:
     return gen.manual_seed(derive_seed(seed, path))
 
 
+@functools.cache
 def _accepts_generator(fn: Any) -> bool:
     try:
         return "generator" in inspect.signature(fn).parameters
