@@ -3,7 +3,7 @@
 Outputs go to the Hydra run directory: ``model.safetensors``, ``architecture.yaml``
 and ``metrics.json``. A bad config exits with status 1 and a message, no traceback.
 In a multirun (``-m``) a failed job is recorded in its ``metrics.json``, the other
-jobs still run, and the sweep exits 1 at the end (see ``modelfactory.sweep_app``).
+jobs still run, and the sweep exits 1 at the end (see ``modelfactory.app.sweep``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import hydra
 from omegaconf import DictConfig
 
 from modelfactory import ModelFactoryError
-from modelfactory.sweep_app import run_guarded
+from modelfactory.app.sweep import run_guarded
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

@@ -320,7 +320,7 @@ def checkpoint_cases(width: int, workdir: Path, only: str | None = None) -> list
     files = {name: workdir / f"big.{name}" for name in ("mf", "torch", "raw")}
 
     def load_into_mf() -> Any:
-        from modelfactory.weights import load_weights
+        from modelfactory.io.weights import load_weights
 
         return load_weights(model(), files["mf"])
 

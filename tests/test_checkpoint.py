@@ -14,10 +14,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import modelfactory as mf
-from modelfactory.checkpoint import META_PREFIX, fingerprint, read_metadata
-from modelfactory.limits import LimitError
-from modelfactory.runner import make_input
-from modelfactory.weights import tensor_groups
+from modelfactory.io.checkpoint import META_PREFIX, fingerprint, read_metadata
+from modelfactory.errors import LimitError
+from modelfactory.builder.forward import make_input
+from modelfactory.sharing import tensor_groups
 
 MLP = {
     "input": {"shape": [2, 4]},
@@ -323,7 +323,7 @@ def test_failing_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatc
             handle.write(b"partial")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("modelfactory.checkpoint.write_safetensors", half_write_then_fail)
+    monkeypatch.setattr("modelfactory.io.checkpoint.write_safetensors", half_write_then_fail)
     with pytest.raises(mf.CheckpointError, match="could not write .*No space left on device"):
         mf.save(mf.build(MLP, seed=2), path)
     assert path.read_bytes() == before

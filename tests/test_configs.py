@@ -8,7 +8,7 @@ from conftest import CONF, ZOO
 from hydra import compose, initialize_config_dir
 
 import modelfactory as mf
-from modelfactory.runner import make_input, run_forward
+from modelfactory.builder.forward import make_input, run_forward
 
 
 @pytest.mark.parametrize("name", ZOO)

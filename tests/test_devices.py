@@ -146,7 +146,7 @@ def test_layer_without_reset_parameters_falls_back_to_direct(caplog):
 
     try:
         spec = {"input": {"shape": [2, 3]}, "network": [{"type": "NoReset", "n": 3}]}
-        with caplog.at_level(logging.INFO, logger="modelfactory.api"):
+        with caplog.at_level(logging.INFO, logger="modelfactory.pipeline"):
             model = mf.build(spec, strategy="meta")
         assert model.modelfactory_info.facts["strategy"] == "direct"
         assert "has parameters or buffers but no reset_parameters()" in caplog.text
@@ -179,7 +179,7 @@ def test_strict_load_of_a_big_model_skips_the_init_pass(tmp_path, monkeypatch):
     with torch.no_grad():
         model[1].running_var.fill_(3.0)
     mf.save(model, tmp_path / "m.safetensors")
-    import modelfactory.api as api
+    import modelfactory.pipeline as api
 
     calls = []
     original = api.replay_default_init

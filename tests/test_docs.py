@@ -10,7 +10,7 @@ import yaml
 from conftest import ROOT
 
 import modelfactory as mf
-from modelfactory.runner import make_input
+from modelfactory.builder.forward import make_input
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"```yaml\n(.*?)```", re.S)

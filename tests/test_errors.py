@@ -174,7 +174,7 @@ def test_invalid_yaml_reports_line():
     with pytest.raises(
         SpecError, match=r"bad\.yaml:\d+:\d+: invalid YAML: did not find expected ',' or ']'"
     ):
-        from modelfactory.source import load_yaml_text
+        from modelfactory.spec.yaml_reader import load_yaml_text
 
         load_yaml_text("input: {shape: [2, 20]}\nnetwork: [ReLU\n", "bad.yaml")
 

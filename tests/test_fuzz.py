@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 import modelfactory as mf
 from modelfactory import limits
-from modelfactory.parse import to_spec
-from modelfactory.source import load_yaml_file
+from modelfactory.spec.validate import to_spec
+from modelfactory.spec.yaml_reader import load_yaml_file
 
 settings.register_profile(
     "ci", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]

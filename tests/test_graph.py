@@ -119,7 +119,7 @@ def test_shape_mismatch_in_an_op_names_the_step():
 
 
 def test_shape_errors_come_before_any_allocation(monkeypatch):
-    import modelfactory.api as api
+    import modelfactory.pipeline as api
 
     def no_real_build(*args, **kwargs):
         raise AssertionError("the real build must not start")
@@ -335,7 +335,7 @@ def test_build_without_the_check_still_expands_parametric_blocks():
 
 
 def test_parameter_estimate_sees_expanded_repeats():
-    from modelfactory.materialize import estimate_parameters
+    from modelfactory.builder.materialize import estimate_parameters
 
     resolved = mf.check(mf.validate(CONF / "model" / "resnet18.yaml")).spec
     layer1 = resolved.network.children["layer1"]  # a repeat, expanded to a named sequential

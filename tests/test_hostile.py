@@ -118,7 +118,7 @@ def test_hostile_file_is_refused_by_build(name, match, sandbox):
 
 def _build(path: Path):
     # Library blocks resolve against the project's own block directory (trusted).
-    spec = mf.parse.to_spec(path, block_dir=CONF / "block")
+    spec = mf.spec.to_spec(path, block_dir=CONF / "block")
     return mf.build(spec)
 
 

@@ -102,7 +102,7 @@ def test_my_init_is_zero_or_between_5_and_10():
     assert torch.all((w == 0) | ((w.abs() >= 5) & (w.abs() <= 10)))
     assert 0.3 < (w == 0).float().mean().item() < 0.7  # about half of U(-10, 10) has |w| < 5
     assert nonzero.numel() > 0
-    assert INITS.get("my_init").origin.startswith("modelfactory.initialize.my_init")
+    assert INITS.get("my_init").origin.startswith("modelfactory.registry.inits.my_init")
 
 
 def test_mixed_is_the_texts_example():
@@ -197,7 +197,7 @@ def test_same_seed_and_rules_give_bitwise_identical_weights():
 )
 def test_changing_a_rule_for_one_layer_leaves_other_layers_alone(init):
     base = build(init=init, seed=2)
-    from modelfactory.api import to_init_spec
+    from modelfactory.pipeline import to_init_spec
 
     rules = [r.model_dump() for r in to_init_spec(init).rules]
     changed = build(

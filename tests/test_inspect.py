@@ -22,10 +22,10 @@ def test_inspect_prints_architecture_tensors_and_metadata(shared_ckpt, capsys, m
     def forbidden(*args, **kwargs):
         raise AssertionError("inspect must not build a model or open tensor data")
 
-    monkeypatch.setattr("modelfactory.builder.construct", forbidden)
-    monkeypatch.setattr("modelfactory.api.construct", forbidden)
+    monkeypatch.setattr("modelfactory.builder.construct.construct", forbidden)
+    monkeypatch.setattr("modelfactory.pipeline.construct", forbidden)
     monkeypatch.setattr("safetensors.safe_open", forbidden)
-    monkeypatch.setattr("modelfactory.weights.safe_open", forbidden)
+    monkeypatch.setattr("modelfactory.io.weights.safe_open", forbidden)
     assert main(["inspect", str(shared_ckpt)]) == 0
     out = capsys.readouterr().out
     assert "architecture:" in out and "out_features: 8" in out and "shared: shared" in out

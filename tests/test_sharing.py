@@ -15,11 +15,11 @@ import modelfactory as mf
 from modelfactory import limits
 from modelfactory.cli import main
 from modelfactory.errors import SpecError
-from modelfactory.parse import to_spec
-from modelfactory.plugins import PluginError, load_plugins
+from modelfactory.spec.validate import to_spec
+from modelfactory.registry.plugins import PluginError, load_plugins
 from modelfactory.registry import LAYERS
-from modelfactory.schema import model_schema
-from modelfactory.source import MAX_DEPTH, load_yaml_text
+from modelfactory.spec.schema import model_schema
+from modelfactory.spec.yaml_reader import MAX_DEPTH, load_yaml_text
 
 RGNET = CONF / "model" / "rgnet.yaml"
 
@@ -277,11 +277,14 @@ def test_parameter_budget_is_configurable():
             "network": {"type": "Linear", "in_features": 4, "out_features": 4},
         }
     )
-    assert limits.check_parameter_budget(spec) == 20
-    with pytest.raises(
-        limits.LimitError, match="20 parameter and buffer elements, over the budget of 19"
+    assert mf.check(spec).elements == 20
+    with (
+        limits.budget(max_parameters=19),
+        pytest.raises(
+            limits.LimitError, match="20 parameter and buffer elements, over the budget of 19"
+        ),
     ):
-        limits.check_parameter_budget(spec, 19)
+        mf.check(spec)
     with limits.budget(max_parameters=19), pytest.raises(limits.LimitError, match="budget of 19"):
         mf.build(spec)
     with pytest.raises(limits.LimitError, match="max_parameters: must be a positive integer"):
@@ -302,7 +305,7 @@ def test_default_budget_refuses_a_billion_by_billion_linear():
 
 def test_shared_modules_count_once_and_modules_are_counted_statically():
     spec = to_spec(CONF / "model" / "shared.yaml")
-    assert limits.check_parameter_budget(spec) == 121
+    assert mf.check(spec).elements == 121
     rgnet = to_spec(RGNET)
     assert limits.count_modules(rgnet) == 1 + 1 + 4 * 5 + 1
     with (

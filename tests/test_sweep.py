@@ -19,8 +19,9 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict
 
 import modelfactory as mf
-from modelfactory import cli, sweep_app
-from modelfactory.sweep import (
+from modelfactory import cli
+from modelfactory.app import sweep as sweep_app
+from modelfactory.app.summary import (
     UNFINISHED,
     collect_jobs,
     config_digest,

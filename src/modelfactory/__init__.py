@@ -3,25 +3,30 @@
 YAML (or a mapping) describes a network; :func:`build` turns it into a plain
 ``nn.Module``. Model files are data only: they can name registered layers, ops
 and init schemes, never import or evaluate code.
+
+The pipeline, one stage per package: ``spec`` (text -> ModelSpec),
+``resolve`` (-> ResolvedSpec), ``checker`` (-> CheckedSpec), ``builder``
+(-> nn.Module), ``io`` (checkpoints); ``app`` and ``cli`` are the front ends.
 """
 
 from __future__ import annotations
 
 import logging
 
-from . import layers as _layers  # noqa: F401  (registers torch.nn and the project's layers)
-from . import ops as _ops  # noqa: F401  (registers the built-in ops)
-from .api import build, load, validate
-from .check import check
-from .checkpoint import save
+from . import registry as _registry  # noqa: F401  (registers the built-in layers, ops, inits)
+from .checker import limits
+from .checker.shapes import CheckedSpec
 from .devices import try_all_gpus, try_gpu
 from .errors import CheckpointError, ModelFactoryError
-from .ptfile import load_state_dict, save_state_dict
+from .io.checkpoint import save
+from .io.ptfile import load_state_dict, save_state_dict
+from .io.tensors import load_tensors, save_tensors
+from .io.weights import load_weights
+from .pipeline import build, check, load, validate
 from .registry import register_init, register_layer, register_op
+from .resolve import ResolvedSpec
 from .spec import ModelSpec
 from .tables import layer_summary as summary
-from .tensors import load_tensors, save_tensors
-from .weights import load_weights
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -37,6 +42,8 @@ __all__ = [
     "validate",
     "check",
     "ModelSpec",
+    "ResolvedSpec",
+    "CheckedSpec",
     "ModelFactoryError",
     "CheckpointError",
     "register_layer",
@@ -45,4 +52,5 @@ __all__ = [
     "try_gpu",
     "try_all_gpus",
     "summary",
+    "limits",
 ]

@@ -18,7 +18,7 @@ _DEVICE = re.compile(r"^(cpu|cuda|mps|meta|auto)(?::(\d+))?$")
 
 def _cuda_count() -> int:
     # torch built without CUDA raises AssertionError, not RuntimeError, on some
-    # calls; device_count() itself is safe but guard anyway (PITFALLS.md).
+    # calls (autrainer PR #96); device_count() itself is safe but guard anyway.
     try:
         return torch.cuda.device_count() if torch.cuda.is_available() else 0
     except (AssertionError, RuntimeError):

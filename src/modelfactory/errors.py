@@ -1,4 +1,4 @@
-"""User-facing errors.
+"""Every user-facing error class, the located problem they carry, and did-you-mean.
 
 Every problem says what failed, where (dotted config path, and ``file:line:col``
 when the text came from a file), what was found and what to do. Problems are
@@ -92,3 +92,11 @@ class DeviceError(ModelFactoryError):
 
 class InitError(ModelFactoryError):
     """An initialisation rule is invalid or matched nothing."""
+
+
+class LimitError(ModelFactoryError):
+    """A model (or its data) is over a configured size limit."""
+
+
+class PluginError(ModelFactoryError):
+    """A plugin module named by the user could not be imported."""

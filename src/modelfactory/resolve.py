@@ -1,11 +1,11 @@
-"""Stage: validated spec -> resolved spec (blocks expanded, parameters substituted).
+"""Stage 2: validated :class:`ModelSpec` -> :class:`ResolvedSpec` (blocks, parameters and repeats expanded).
 
 Expansion is needed when blocks take parameters (each use may differ) or when
-sizes are inferred (each instance gets its own values). The result is a plain
-:class:`ModelSpec` without ``blocks``: every block use is inlined (composites
-keep the block name as ``name``, so they print the same), every ``repeat``
-becomes a named ``sequential``. Module paths, and hence random streams, are
-unchanged, so the resolved spec builds the very same model.
+sizes are inferred (each instance gets its own values). The expanded spec has
+no ``blocks``: every block use is inlined (composites keep the block name as
+``name``, so they print the same), every ``repeat`` becomes a named
+``sequential``. Module paths, and hence random streams, are unchanged, so the
+resolved spec builds the very same model.
 
 ``origins`` maps each expanded config path back to where it was written, so
 errors found later (shape checks) still point into the user's file.
@@ -13,38 +13,33 @@ errors found later (shape checks) still point into the user's file.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
 from .errors import ConfigProblem, SpecError, format_path
-from .parse import located_errors
-from .source import SourceMap
-from .spec import (
-    BlockRef,
-    CompositeNode,
-    LayerNode,
-    ModelSpec,
-    NamedSequential,
-    ParametricBlock,
-    RepeatNode,
-    SharedRef,
-    iter_nodes,
-)
-from .specbase import is_placeholder
+from .spec.model import ModelSpec
+from .spec.nodes import BlockRef, CompositeNode, LayerNode, ParametricBlock, SharedRef
+from .spec.validate import located_errors
+from .spec.validation import is_placeholder
+from .spec.walk import children, iter_nodes
+from .spec.yaml_reader import SourceMap
 
-__all__ = ["Resolved", "resolve", "needs_expansion"]
+__all__ = ["ResolvedSpec", "resolve", "needs_expansion"]
 
 Path = tuple[Any, ...]
 
 
-@dataclass
-class Resolved:
-    """A resolved spec and where each of its config paths came from."""
+@dataclass(frozen=True)
+class ResolvedSpec:
+    """A spec whose blocks, parameters and repeats are expanded, and where each path came from."""
 
     spec: ModelSpec
-    origins: dict[Path, Path] = field(default_factory=dict)
+    origins: Mapping[Path, Path] = field(default_factory=dict)
+    source: SourceMap | None = None
+    root: str = ""
 
     def origin(self, path: Path) -> Path:
         """The user-written config path behind an expanded one (longest known prefix)."""
@@ -53,6 +48,13 @@ class Resolved:
             if found is not None:
                 return found + tuple(path[end:])
         return path
+
+    def problem(self, path: Path, message: str) -> ConfigProblem:
+        """A problem at expanded ``path``, reported where the user wrote it (``file:line:col``)."""
+        origin = self.origin(path)
+        note = f" (in the instance at {format_path(path, self.root)})" if origin != path else ""
+        where = self.source.locate(origin) if self.source else None
+        return ConfigProblem(format_path(origin, self.root), message + note, where)
 
 
 def needs_expansion(spec: ModelSpec) -> bool:
@@ -70,6 +72,8 @@ def _substitute(values: dict[str, Any], env: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Expander:
+    """Plain data of a spec with every block use inlined, and the origin of each path."""
+
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
         self.origins: dict[Path, Path] = {}
@@ -85,57 +89,47 @@ class _Expander:
         self.origins[path] = origin
         if isinstance(node, LayerNode):
             return {"type": node.type, **_substitute(node.args, env)}
-        if isinstance(node, (list, tuple)):
-            return [self.walk(item, path + (i,), origin + (i,), env) for i, item in enumerate(node)]
         if isinstance(node, BlockRef):
             definition = self.spec.blocks[node.block]
             if isinstance(definition, ParametricBlock):
                 inner = {**definition.params, **_substitute(node.params, env)}
-                return self.walk(
-                    definition.body, path, ("blocks", node.block, "body"), inner, node.block
-                )
+                body = ("blocks", node.block, "body")
+                return self.walk(definition.body, path, body, inner, node.block)
             return self.walk(definition, path, ("blocks", node.block), {}, node.block)
         if isinstance(node, SharedRef):
             return {"shared": node.shared}
-        if isinstance(node, RepeatNode):
-            return {
-                "sequential": {
-                    name: self.walk(node.body, path + ("sequential", name), origin + ("body",), env)
-                    for name in node.child_names()
-                }
-            }
-        if isinstance(node, NamedSequential):
-            return {
-                "sequential": {
-                    name: self.walk(
-                        child, path + ("sequential", name), origin + ("sequential", name), env
-                    )
-                    for name, child in node.sequential.items()
-                }
-            }
+        if isinstance(node, (list, tuple)):
+            return [self.walk(c.node, path + c.key, origin + c.key, env) for c in children(node)]
         if isinstance(node, CompositeNode):
-            forward = []
-            for step in node.forward or ():
-                data = step.model_dump(by_alias=True)
-                if step.op is not None:
-                    data.update(_substitute(step.args, env))
-                forward.append(data)
-            return {
-                "name": node.name or class_name or "Block",
-                "inputs": list(node.inputs),
-                "children": {
-                    name: self.walk(
-                        child, path + ("children", name), origin + ("children", name), env
-                    )
-                    for name, child in node.children.items()
-                },
-                "constants": {k: c.model_dump(mode="json") for k, c in node.constants.items()},
-                "forward": forward,
-                **({"outputs": list(node.outputs)} if node.outputs is not None else {}),
-            }
-        raise TypeError(
-            f"cannot expand {node!r}"
-        )  # pragma: no cover - validation guarantees node kinds
+            return self._composite(node, path, origin, env, class_name)
+        # repeats and named sequentials: a sequential of named children
+        sequential = {}
+        for child in children(node):
+            for name in child.names or ():
+                where = path + ("sequential", name)
+                sequential[name] = self.walk(child.node, where, origin + child.key, env)
+        return {"sequential": sequential}
+
+    def _composite(
+        self, node: CompositeNode, path: Path, origin: Path, env: dict[str, Any], name: str | None
+    ) -> dict[str, Any]:
+        forward = []
+        for step in node.forward or ():
+            data = step.model_dump(by_alias=True)
+            if step.op is not None:
+                data.update(_substitute(step.args, env))
+            forward.append(data)
+        return {
+            "name": node.name or name or "Block",
+            "inputs": list(node.inputs),
+            "children": {
+                c.key[-1]: self.walk(c.node, path + c.key, origin + c.key, env)
+                for c in children(node)
+            },
+            "constants": {k: c.model_dump(mode="json") for k, c in node.constants.items()},
+            "forward": forward,
+            **({"outputs": list(node.outputs)} if node.outputs is not None else {}),
+        }
 
 
 def expand(spec: ModelSpec) -> tuple[dict[str, Any], dict[Path, Path]]:
@@ -150,26 +144,26 @@ def expand(spec: ModelSpec) -> tuple[dict[str, Any], dict[Path, Path]]:
     return data, expander.origins
 
 
-def resolve(spec: ModelSpec, *, source: SourceMap | None = None, root: str = "") -> Resolved:
+def resolve(spec: ModelSpec) -> ResolvedSpec:
     """Expand blocks when needed and validate the result; the spec itself otherwise.
 
     A value that is only invalid once block parameters are substituted (say a
     negative size) is reported at the line that wrote it, naming the instance.
     """
     if not needs_expansion(spec):
-        return Resolved(spec)
+        return ResolvedSpec(spec, {}, spec.source, spec.root)
     data, origins = expand(spec)
-    resolved = Resolved(spec, origins)
+    partial = ResolvedSpec(spec, origins, spec.source, spec.root)
     try:
-        resolved.spec = ModelSpec.model_validate(data)
+        expanded = ModelSpec.model_validate(data)
     except ValidationError as err:
         problems = []
         for loc, where, message in located_errors(err):
-            origin = resolved.origin(loc)
-            located = source.locate(resolved.origin(where)) if source else None
-            note = f" (in the instance at {format_path(loc, root)})" if origin != loc else ""
-            problems.append(ConfigProblem(format_path(origin, root), message + note, located))
+            origin = partial.origin(loc)
+            located = spec.source.locate(partial.origin(where)) if spec.source else None
+            note = f" (in the instance at {format_path(loc, spec.root)})" if origin != loc else ""
+            problems.append(ConfigProblem(format_path(origin, spec.root), message + note, located))
         raise SpecError(
             f"invalid model after expanding blocks: {len(problems)} problem(s)", problems
         ) from None
-    return resolved
+    return ResolvedSpec(expanded, origins, spec.source, spec.root)

@@ -7,6 +7,8 @@ from typing import Any
 
 from torch import nn
 
+from .sharing import group_by_identity
+
 __all__ = [
     "ParamRow",
     "parameter_rows",
@@ -31,11 +33,12 @@ class ParamRow:
 
 def parameter_rows(model: nn.Module) -> list[ParamRow]:
     """Every parameter name, marking names that reach an already-listed Parameter."""
-    first: dict[int, str] = {}
     modules = dict(model.named_modules(remove_duplicate=False))
+    named = list(model.named_parameters(remove_duplicate=False))
+    first = {id(group[0][1]): group[0][0] for group in group_by_identity(named)}
     rows = []
-    for name, param in model.named_parameters(remove_duplicate=False):
-        original = first.setdefault(id(param), name)
+    for name, param in named:
+        original = first[id(param)]
         owner = modules[name.rpartition(".")[0]]
         first_owner = modules[original.rpartition(".")[0]]
         rows.append(

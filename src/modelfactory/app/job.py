@@ -1,0 +1,146 @@
+"""The Hydra job behind ``run.py``: build, print, run and checkpoint one model.
+
+Hydra is imported only in this package (:mod:`modelfactory.app`); everything
+it calls takes plain data and returns plain ``nn.Module`` s.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from ..builder.forward import make_input, run_forward
+from ..checker.limits import set_budget
+from ..checker.shapes import CheckedSpec
+from ..errors import SpecError
+from ..io.checkpoint import save
+from ..pipeline import build, check
+from ..registry.plugins import load_plugins
+from ..spec.validate import load_spec_file, plain_data, validate_data
+from ..spec.yaml_reader import SourceMap, load_yaml_file
+from ..tables import (
+    format_init_report,
+    format_parameter_table,
+    layer_summary,
+    parameter_counts,
+    parameter_stats,
+)
+from .progress import DelayedProgress
+from .summary import config_digest
+
+__all__ = ["run_job"]
+
+log = logging.getLogger(__name__)
+
+
+def _model_source(choice: str | None, conf_dir: Path | None) -> SourceMap | None:
+    """Positions in ``conf/model/<choice>.yaml``, so errors can name file:line."""
+    if not choice or conf_dir is None:
+        return None
+    path = conf_dir / "model" / f"{choice}.yaml"
+    try:
+        return load_yaml_file(path).source
+    except (SpecError, OSError):
+        return None
+
+
+def _checked_model(cfg: DictConfig, choice: str | None, conf_dir: Path | None) -> CheckedSpec:
+    """Validate and shape-check the model; problems point into conf/model/<choice>.yaml."""
+    if cfg.get("model_file"):  # someone else's file: plain data, never composed by Hydra
+        block_dir = conf_dir / "block" if conf_dir else None
+        return check(load_spec_file(cfg.model_file, block_dir=block_dir)[0])
+    source = _model_source(choice, conf_dir)
+    return check(validate_data(plain_data(cfg.model), source=source, root="model"))
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def run_job(cfg: DictConfig, *, conf_dir: Path | None = None) -> dict[str, Any]:
+    """Validate, build, print, run and save the configured model; return the metrics.
+
+    ``conf_dir`` is the Hydra config directory; with it, errors in a zoo model
+    name ``conf/model/<name>.yaml:line:col``.
+    """
+    hydra_cfg = HydraConfig.get()
+    output_dir = Path(hydra_cfg.runtime.output_dir)
+    choice = hydra_cfg.runtime.choices.get("model")
+    label = Path(cfg.model_file).stem if cfg.get("model_file") else choice
+
+    load_plugins(cfg.get("plugins") or ())  # trusted: the command line or conf/, never a model file
+    set_budget(max_parameters=cfg.get("max_parameters"))
+
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    checked = _checked_model(cfg, choice, conf_dir)
+    spec = checked.spec
+    timings["validate_s"] = time.perf_counter() - start
+
+    init = plain_data(cfg.get("init")) if cfg.get("init") is not None else None
+    start = time.perf_counter()
+    with DelayedProgress("initialising") as progress:
+        model = build(checked, device=cfg.device, seed=int(cfg.seed), init=init, progress=progress)
+    timings["build_s"] = time.perf_counter() - start
+    info = model.modelfactory_info
+    device = info.device
+
+    x = make_input(spec.input, seed=int(cfg.seed), device=device)
+    if cfg.get("print_model", True):
+        print(model)
+        print()
+        if device != "meta":
+            print(layer_summary(model, x).format())
+            print()
+        print(format_parameter_table(model))
+        print()
+        print(format_init_report(info.init_report))
+        print()
+
+    result = run_forward(model, x)
+    timings["forward_s"] = result.seconds
+    stats = result.output_stats()
+    print(
+        f"output: shape {tuple(stats['shape'])}"
+        + "".join(f", {k} {stats[k]:.6g}" for k in ("mean", "std", "min", "max") if k in stats)
+    )
+
+    checkpoint = output_dir / "model.safetensors"
+    start = time.perf_counter()
+    if device != "meta":
+        save(model, checkpoint)
+    timings["save_s"] = time.perf_counter() - start
+
+    _write_json(output_dir / "init_report.json", info.init_report)
+    # the resolved spec: blocks expanded where needed, inferred sizes filled in
+    (output_dir / "architecture.yaml").write_text(
+        yaml.safe_dump(info.spec.model_dump(mode="json"), sort_keys=False)
+    )
+    metrics = {
+        "status": "ok",  # a failed job's metrics.json says "failed" (see sweep_app.run_guarded)
+        "model": spec.name or label,
+        "init": (init or {}).get("name") if isinstance(init, dict) else None,
+        "strategy": info.facts.get("strategy"),
+        "device": device,
+        "seed": int(cfg.seed),
+        "input_shape": list(spec.input.shape),
+        "output": stats,
+        "parameters": parameter_counts(model),
+        "timings": timings,
+        "checkpoint": str(checkpoint) if device != "meta" else None,
+        "activations": result.activations,
+        "weights": parameter_stats(model),
+        "overrides": list(hydra_cfg.overrides.task),
+        "config_sha256": config_digest(OmegaConf.to_container(cfg, resolve=True)),  # for resume
+    }
+    _write_json(output_dir / "metrics.json", metrics)
+    print(f"wrote {output_dir}")
+    log.debug("config:\n%s", OmegaConf.to_yaml(cfg))
+    return metrics

@@ -1,0 +1,95 @@
+"""The runtime of a composite block: named children, constants, and a forward program.
+
+The program is data validated by :class:`~modelfactory.spec.CompositeNode`;
+here it is only executed. Each block name gets its own ``CompositeModule``
+subclass so that ``print(model)`` shows ``NestMLP(...)`` just like the
+hand-written class. Those classes live in :mod:`modelfactory.blocks`, where
+pickle finds them again by name.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor, nn
+
+__all__ = ["CompositeModule", "ProgramStep", "composite_class", "STEP_TRACE", "BLOCKS_MODULE"]
+
+BLOCKS_MODULE = "modelfactory.blocks"  # where composite classes are found by name
+
+# The steps in progress (innermost last), recorded only while the shape check runs.
+STEP_TRACE: contextvars.ContextVar[list | None] = contextvars.ContextVar(
+    "modelfactory_steps", default=None
+)
+
+
+@dataclass(frozen=True)
+class ProgramStep:
+    """One executable step: call child ``target`` or apply ``fn`` to the named inputs."""
+
+    inputs: tuple[str, ...]
+    output: str | tuple[str, ...]  # a tuple unpacks a tuple-valued result
+    child: str | None = None
+    fn: Callable[..., Tensor] | None = None
+    path: tuple[Any, ...] = ()  # the step's config path, for error messages
+    op: str | None = None  # the op's registered name
+
+
+class CompositeModule(nn.Module):
+    """A module whose forward runs a validated list of steps over named values."""
+
+    def __init__(
+        self, inputs: Sequence[str], program: Sequence[ProgramStep], outputs: Sequence[str]
+    ) -> None:
+        super().__init__()
+        self._mf_inputs = tuple(inputs)
+        self._mf_program = tuple(program)
+        self._mf_outputs = tuple(outputs)
+
+    def forward(self, *args: Tensor) -> Any:
+        if len(args) != len(self._mf_inputs):
+            raise TypeError(
+                f"{type(self).__name__} takes {len(self._mf_inputs)} input(s) "
+                f"{list(self._mf_inputs)}, got {len(args)}"
+            )
+        values: dict[str, Any] = dict(zip(self._mf_inputs, args, strict=True))
+        values.update(self._buffers)  # constants, wherever the module has been moved
+        modules = self._modules
+        trace = STEP_TRACE.get()  # set only during the shape check's dry run
+        for step in self._mf_program:
+            inputs = [values[name] for name in step.inputs]
+            if trace is not None:
+                trace.append((step, inputs))
+            if step.child is not None:
+                result = modules[step.child](*inputs)
+            else:
+                assert step.fn is not None
+                result = step.fn(*inputs)
+            if isinstance(step.output, str):
+                values[step.output] = result
+            else:
+                if not isinstance(result, (tuple, list)) or len(result) != len(step.output):
+                    got = (
+                        f"{len(result)} values"
+                        if isinstance(result, (tuple, list))
+                        else "one tensor"
+                    )
+                    raise ValueError(
+                        f"step unpacks {len(step.output)} values {list(step.output)}, got {got}"
+                    )
+                values.update(zip(step.output, result, strict=True))
+            if trace is not None:
+                trace.pop()
+        if len(self._mf_outputs) == 1:
+            return values[self._mf_outputs[0]]
+        return tuple(values[name] for name in self._mf_outputs)
+
+
+@functools.cache
+def composite_class(name: str) -> type[CompositeModule]:
+    """The ``CompositeModule`` subclass printed as ``name`` (one class per name)."""
+    return type(name, (CompositeModule,), {"__module__": BLOCKS_MODULE, "__qualname__": name})

@@ -1,0 +1,1 @@
+"""Files: atomic writes, safetensors, ``.pt`` files read weights-only, checkpoints and tensor files."""

@@ -1,0 +1,228 @@
+"""Checkpoints: safetensors weights plus the resolved architecture and run facts as metadata.
+
+A checkpoint rebuilds its model with no code and no YAML beside it, and
+opening one never executes anything: safetensors holds only tensors, and the
+metadata is JSON validated like any other model spec. Writes are atomic.
+The format and its metadata keys are described in ``docs/checkpoints.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..builder.construct import BuildInfo
+from ..errors import CheckpointError, ModelFactoryError
+from ..sharing import tensor_groups, unique_state
+from ..spec.model import ModelSpec
+from ..spec.validate import validate_data
+from .atomic import atomic_path
+from .safetensors_file import SafetensorsHeader, read_header, write_safetensors
+
+__all__ = [
+    "save",
+    "read_checkpoint",
+    "read_metadata",
+    "check_ties",
+    "fingerprint",
+    "StoredModel",
+    "FORMAT_VERSION",
+    "META_PREFIX",
+]
+
+FORMAT_VERSION = "1"
+META_PREFIX = "modelfactory."
+
+
+def canonical_json(data: Any) -> str:
+    """JSON with sorted keys and no whitespace: equal data, equal text."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+# Labels, not architecture: renaming a model keeps its fingerprint.
+_LABELS = ("name", "description")
+
+
+def _fingerprint_data(data: dict[str, Any]) -> str:
+    body = {k: v for k, v in data.items() if k not in _LABELS}
+    return "sha256:" + hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+
+def fingerprint(spec: ModelSpec) -> str:
+    """Hash of the canonical resolved architecture (not its labels).
+
+    Computed from the validated spec with defaults filled in and keys sorted, so
+    the same architecture written with another key order, other comments or
+    defaults spelled out gets the same fingerprint.
+    """
+    return _fingerprint_data(spec.model_dump(mode="json"))
+
+
+def tie_map(model: nn.Module) -> list[list[str]]:
+    """The groups of state_dict names that are one tensor (shared modules, tied parameters)."""
+    return sorted(sorted(group) for group in tensor_groups(model) if len(group) > 1)
+
+
+def _jsonable(value: Any) -> Any:
+    # Init rules may be a pydantic model or plain data; both become JSON.
+    dump = getattr(value, "model_dump", None)
+    return dump(mode="json") if callable(dump) else value
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ours = version("modelfactory")
+    except PackageNotFoundError:  # running from a source tree
+        ours = "unknown"
+    return {"modelfactory": ours, "torch": torch.__version__}
+
+
+def build_metadata(info: BuildInfo, ties: list[list[str]]) -> dict[str, str]:
+    """The string-to-string metadata stored in the safetensors header."""
+    meta = {
+        "format": FORMAT_VERSION,
+        # Not key-sorted: the order of children is the order of modules and parameters.
+        "spec": json.dumps(info.spec.model_dump(mode="json"), separators=(",", ":")),
+        "fingerprint": fingerprint(info.spec),
+        "ties": canonical_json(ties),
+        "seed": str(info.seed),
+        "device": info.device,
+        "versions": canonical_json(_versions()),
+    }
+    if info.init is not None:
+        meta["init"] = canonical_json(_jsonable(info.init))
+    if info.facts:
+        meta["facts"] = canonical_json(_jsonable(info.facts))
+    return {META_PREFIX + k: v for k, v in meta.items()}
+
+
+def save(model: nn.Module, path: str | Path) -> Path:
+    """Write ``model`` to ``path`` atomically as safetensors, shared tensors stored once.
+
+    The model must come from :func:`modelfactory.build`: its resolved
+    architecture, tie map, seed, init rules, build device, versions and
+    fingerprint go into the metadata so :func:`modelfactory.load` can rebuild
+    it from the file alone.
+    """
+    info = getattr(model, "modelfactory_info", None)
+    if not isinstance(info, BuildInfo):
+        raise CheckpointError(
+            f"save: {type(model).__name__} was not built by modelfactory.build, so its architecture "
+            "is unknown. Build it with modelfactory.build, or save its state_dict with "
+            "modelfactory.save_tensors or modelfactory.save_state_dict."
+        )
+    path = Path(path)
+    metadata = build_metadata(info, tie_map(model))
+    try:
+        with atomic_path(path) as tmp:
+            # each shared or tied tensor once, under its first name; the tie map in
+            # the metadata says which other names it stands for
+            write_safetensors(tmp, unique_state(model), metadata)
+    except OSError as err:
+        raise CheckpointError(f"save: could not write '{path}': {err.strerror or err}") from err
+    return path
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """What a checkpoint says about its model, checked; no tensor data read."""
+
+    header: SafetensorsHeader
+    spec: ModelSpec
+    seed: int
+    ties: list[list[str]]
+    metadata: dict[str, str]
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The header metadata of a safetensors file, without reading any tensor."""
+    return read_header(path).metadata
+
+
+def _meta_json(metadata: dict[str, str], key: str, path: Path) -> Any:
+    try:
+        return json.loads(metadata[META_PREFIX + key])
+    except json.JSONDecodeError as err:
+        raise CheckpointError(
+            f"load: '{path}': metadata '{META_PREFIX}{key}' is not valid JSON ({err}). "
+            "The file was edited or corrupted; re-save it from the original model."
+        ) from None
+
+
+def read_checkpoint(path: str | Path) -> StoredModel:
+    """Read and check everything a checkpoint says about its model; build nothing.
+
+    Checks the safetensors header (sizes, offsets), the format version, the
+    architecture (validated like any model file), that the fingerprint matches
+    it, the seed and the tie map.
+    """
+    path = Path(path)
+    header = read_header(path)
+    metadata = header.metadata
+    if META_PREFIX + "spec" not in metadata:
+        raise CheckpointError(
+            f"load: '{path}' has no modelfactory architecture in its metadata; it was not written by "
+            "modelfactory.save. Build the model yourself and load the weights with "
+            "modelfactory.load_weights, or read the tensors with modelfactory.load_tensors."
+        )
+    version = metadata.get(META_PREFIX + "format")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"load: '{path}' is in checkpoint format {version!r}; this modelfactory reads format "
+            f"{FORMAT_VERSION!r}. Load it with the modelfactory version that wrote it."
+        )
+    data = _meta_json(metadata, "spec", path)
+    spec = spec_from_data(data, path)
+    stored_print = metadata.get(META_PREFIX + "fingerprint")
+    if isinstance(data, dict) and stored_print != _fingerprint_data(data):
+        raise CheckpointError(
+            f"load: '{path}': the stored fingerprint {stored_print!r} does not match the stored "
+            "architecture; the metadata was edited or corrupted. Re-save it from the original model."
+        )
+    seed_text = metadata.get(META_PREFIX + "seed", "0")
+    if re.fullmatch(r"[0-9]{1,19}", seed_text) is None:
+        raise CheckpointError(
+            f"load: '{path}': metadata '{META_PREFIX}seed' must be a non-negative integer, "
+            f"found {seed_text[:40]!r}"
+        )
+    ties = _meta_json(metadata, "ties", path) if META_PREFIX + "ties" in metadata else []
+    if not isinstance(ties, list) or not all(
+        isinstance(g, list) and all(isinstance(n, str) for n in g) for g in ties
+    ):
+        raise CheckpointError(
+            f"load: '{path}': metadata '{META_PREFIX}ties' must be a list of lists of names"
+        )
+    return StoredModel(header, spec, int(seed_text), ties, metadata)
+
+
+def spec_from_data(data: Any, path: str | Path) -> ModelSpec:
+    """Validate the architecture stored in a checkpoint's metadata."""
+    try:
+        return validate_data(data, root="checkpoint.spec")
+    except ModelFactoryError as err:
+        raise CheckpointError(
+            f"load: '{path}': the stored architecture is invalid; the file was edited, corrupted or "
+            "written by an incompatible version",
+            err.problems,
+        ) from None
+
+
+def check_ties(model: nn.Module, stored: StoredModel) -> None:
+    """The rebuilt model must tie exactly the names the checkpoint says were tied."""
+    found = tie_map(model)
+    expected = sorted(sorted(group) for group in stored.ties)
+    if found != expected:
+        raise CheckpointError(
+            f"load: '{stored.header.path}': the rebuilt model ties {found} but the checkpoint "
+            f"records ties {expected}. Its weights were saved from a differently tied model; "
+            "re-save it from the original model."
+        )

@@ -1,0 +1,190 @@
+"""safetensors files: the checked header reader (through the library) and the one streaming writer.
+
+Reading goes through ``safetensors.safe_open``, which refuses truncated,
+overlapping and oversized headers; its refusals become :class:`CheckpointError`.
+Before it, the 8-byte header length is checked against the file size and
+:data:`MAX_HEADER_BYTES`, so a hostile length never becomes an allocation.
+
+Writing streams the format directly: an 8-byte little-endian header length,
+a JSON header padded with spaces to a multiple of 8, then the raw
+little-endian bytes of each tensor. For ``big_mlp`` (537 MB) the library's
+``save_model`` took 1.44 s against 0.29 s for this writer and 0.39 s for
+``torch.save`` (measured side by side, see docs/benchmarks.md), so
+checkpoints and tensor files are written here, and read back by the library.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from ..errors import CheckpointError
+
+__all__ = [
+    "TensorEntry",
+    "SafetensorsHeader",
+    "read_header",
+    "write_safetensors",
+    "DTYPES",
+    "MAX_HEADER_BYTES",
+]
+
+# The safetensors library's own limit on the JSON header; a larger claim is hostile or corrupt.
+MAX_HEADER_BYTES = 100_000_000
+
+# Each dtype code safetensors writes: (bytes per element, torch dtype name).
+DTYPES: dict[str, tuple[int, str]] = {
+    "BOOL": (1, "bool"),
+    "U8": (1, "uint8"),
+    "I8": (1, "int8"),
+    "F8_E5M2": (1, "float8_e5m2"),
+    "F8_E4M3": (1, "float8_e4m3fn"),
+    "F8_E5M2FNUZ": (1, "float8_e5m2fnuz"),
+    "F8_E4M3FNUZ": (1, "float8_e4m3fnuz"),
+    "I16": (2, "int16"),
+    "U16": (2, "uint16"),
+    "F16": (2, "float16"),
+    "BF16": (2, "bfloat16"),
+    "I32": (4, "int32"),
+    "U32": (4, "uint32"),
+    "F32": (4, "float32"),
+    "I64": (8, "int64"),
+    "U64": (8, "uint64"),
+    "F64": (8, "float64"),
+    "C64": (8, "complex64"),
+}
+
+_HINT = "It may be truncated or corrupted: re-save it from the original model."
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """One tensor as the header describes it."""
+
+    name: str
+    dtype: str  # the safetensors code, e.g. F32
+    shape: tuple[int, ...]
+
+    @property
+    def numel(self) -> int:
+        """Number of elements."""
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of data."""
+        return self.numel * DTYPES[self.dtype][0] if self.dtype in DTYPES else 0
+
+    @property
+    def torch_dtype(self) -> str:
+        """The dtype's name in torch (``float32`` for ``F32``)."""
+        return DTYPES[self.dtype][1] if self.dtype in DTYPES else self.dtype.lower()
+
+
+@dataclass(frozen=True)
+class SafetensorsHeader:
+    """A checked safetensors header: tensors in file order, and the string metadata."""
+
+    path: Path
+    file_size: int
+    tensors: dict[str, TensorEntry]
+    metadata: dict[str, str]
+
+
+def _bad(path: Path, what: str) -> CheckpointError:
+    return CheckpointError(f"'{path}' is not a readable safetensors file: {what}. {_HINT}")
+
+
+def _check_length(path: Path) -> int:
+    """The file size, after checking the header length field against it (no allocation)."""
+    try:
+        with open(path, "rb") as handle:
+            file_size = os.fstat(handle.fileno()).st_size
+            prefix = handle.read(8)
+    except OSError as err:
+        raise CheckpointError(f"could not read '{path}': {err.strerror or err}") from err
+    if len(prefix) < 8:
+        raise _bad(path, f"it is {file_size} bytes, too short for a header")
+    (length,) = struct.unpack("<Q", prefix)
+    if length > MAX_HEADER_BYTES or length > file_size - 8:
+        raise _bad(
+            path,
+            f"the header claims {length} bytes but the file has {file_size - 8} after "
+            f"the length field (limit {MAX_HEADER_BYTES})",
+        )
+    return file_size
+
+
+def read_header(path: str | Path) -> SafetensorsHeader:
+    """Read and check the header of a safetensors file; read no tensor data.
+
+    Raises :class:`CheckpointError` for a missing file, a header length larger
+    than the file (or than :data:`MAX_HEADER_BYTES`), and whatever the
+    safetensors library refuses (bad JSON, overlapping or out-of-range offsets,
+    a data section of the wrong size).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at '{path}': the file does not exist")
+    file_size = _check_length(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {}
+            for name in handle.offset_keys():
+                view = handle.get_slice(name)
+                tensors[name] = TensorEntry(name, view.get_dtype(), tuple(view.get_shape()))
+    except SafetensorError as err:
+        raise _bad(path, str(err)) from None
+    return SafetensorsHeader(path, file_size, tensors, dict(metadata))
+
+
+_CODES = {torch_name: code for code, (_, torch_name) in DTYPES.items()}
+
+
+def _write_tensor(handle: BinaryIO, tensor: torch.Tensor) -> None:
+    if tensor.numel():
+        # A byte view of the tensor's own memory: no copy on the CPU.
+        handle.write(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
+
+
+def write_safetensors(
+    path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
+) -> None:
+    """Write ``tensors`` and string ``metadata`` to ``path`` in the safetensors format.
+
+    Tensors on other devices are copied to the CPU one at a time, so at most
+    one tensor's worth of extra memory is used.
+    """
+    header: dict[str, object] = {"__metadata__": dict(metadata)} if metadata else {}
+    offset = 0
+    for name, tensor in tensors.items():
+        code = _CODES.get(str(tensor.dtype).removeprefix("torch."))
+        if code is None:
+            raise CheckpointError(
+                f"save: tensor '{name}' has dtype {tensor.dtype}, which safetensors cannot store"
+            )
+        size = tensor.numel() * tensor.element_size()
+        header[name] = {
+            "dtype": code,
+            "shape": list(tensor.shape),
+            "data_offsets": [offset, offset + size],
+        }
+        offset += size
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as handle:
+        handle.write(struct.pack("<Q", len(raw)))
+        handle.write(raw)
+        with torch.no_grad():
+            for tensor in tensors.values():
+                _write_tensor(handle, tensor.detach().to("cpu").contiguous())

@@ -1,0 +1,3 @@
+"""Which files are PyTorch (``torch.save``) files: by suffix; anything else is safetensors."""
+
+TORCH_SUFFIXES = (".pt", ".pth")

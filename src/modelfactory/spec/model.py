@@ -1,0 +1,159 @@
+"""A whole model file: its input, blocks, shared modules, network, init rules and ties."""
+
+from __future__ import annotations
+
+from graphlib import CycleError, TopologicalSorter
+from typing import Annotated, Any
+
+from pydantic import Field, PrivateAttr, model_validator
+
+from ..registry import LAYERS
+from .init_rules import InitRule
+from .nodes import BlockRef, Node, ParametricBlock, SharedRef
+from .program import IDENTIFIER, ParamPath
+from .tensors import InputSpec
+from .validation import Frozen, Scope, mapping_keys, problem, raise_problems, scope_context
+from .walk import iter_nodes
+from .yaml_reader import SourceMap
+
+__all__ = ["ModelSpec"]
+
+
+class ModelSpec(Frozen):
+    """A whole model file."""
+
+    name: str | None = Field(default=None, description="a label for logs and checkpoints")
+    description: str | None = None
+    input: InputSpec
+    blocks: dict[Annotated[str, Field(pattern=IDENTIFIER.pattern)], Node] = Field(
+        default_factory=dict
+    )
+    shared: dict[Annotated[str, Field(pattern=IDENTIFIER.pattern)], Node] = Field(
+        default_factory=dict
+    )
+    network: Node
+    init: tuple[InitRule, ...] = Field(
+        default=(), description="init rules applied before those passed to build (init=...)"
+    )
+    ties: dict[ParamPath, ParamPath] = Field(
+        default_factory=dict,
+        description="tied parameters: target path -> source path (the target becomes the source)",
+    )
+
+    # Where the spec was written (set by validation; not part of the data): later
+    # stages locate their problems in the user's file through it.
+    _source: SourceMap | None = PrivateAttr(default=None)
+    _root: str = PrivateAttr(default="")
+
+    def __eq__(self, other: object) -> bool:
+        # Equal data is an equal spec, wherever it was read from.
+        return isinstance(other, ModelSpec) and self.__dict__ == other.__dict__
+
+    @property
+    def source(self) -> SourceMap | None:
+        """Positions in the file the spec came from (``None`` for a mapping)."""
+        return self._source
+
+    @property
+    def root(self) -> str:
+        """The config path prefix of the spec (``model`` under Hydra, else empty)."""
+        return self._root
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> ModelSpec:  # type: ignore[override]
+        """Validate ``obj``, with the file's block and shared names in scope for every node."""
+        if isinstance(obj, dict):
+            scope = Scope(
+                mapping_keys(obj.get("blocks")),
+                mapping_keys(obj.get("shared")),
+                block_params=_declared_params(obj.get("blocks")),
+            )
+            kwargs["context"] = scope_context(scope, kwargs.get("context"))
+        return super().model_validate(obj, **kwargs)
+
+    @model_validator(mode="after")
+    def _check_references(self) -> ModelSpec:
+        problems: list[dict[str, Any]] = []
+        for name in self.blocks:
+            if name in LAYERS:
+                problems.append(
+                    problem(
+                        "block_shadows_layer",
+                        f"block name '{name}' is also a layer type; rename the block",
+                        ("blocks", name),
+                    )
+                )
+        misplaced = [
+            (where, n)
+            for where, root in [("network", self.network)]
+            + [(f"shared.{k}", v) for k, v in self.shared.items()]
+            + [
+                (f"blocks.{k}", v.body if isinstance(v, ParametricBlock) else v)
+                for k, v in self.blocks.items()
+            ]
+            for n in iter_nodes(root)
+            if isinstance(n, ParametricBlock)
+        ]
+        for where, _ in misplaced:
+            problems.append(
+                problem(
+                    "misplaced_params",
+                    f"a block with 'params' is only allowed directly under blocks: (found inside {where})",
+                    tuple(where.split(".", 1)),
+                )
+            )
+        for section in ("blocks", "shared"):
+            table: dict[str, Any] = getattr(self, section)
+            kind = BlockRef if section == "blocks" else SharedRef
+            attr = "block" if section == "blocks" else "shared"
+            graph = {
+                name: {getattr(n, attr) for n in iter_nodes(node) if isinstance(n, kind)}
+                for name, node in table.items()
+            }
+            cycle = _find_cycle(graph)
+            if cycle:
+                problems.append(
+                    problem(
+                        "reference_cycle",
+                        f"{section} refer to each other in a cycle: {' -> '.join(cycle)}",
+                        (section, cycle[0]),
+                    )
+                )
+        tie_cycle = _find_cycle({target: {source} for target, source in self.ties.items()})
+        if tie_cycle:
+            problems.append(
+                problem(
+                    "tie_cycle",
+                    f"ties form a cycle: {' -> '.join(tie_cycle)}; every chain of ties must end at a "
+                    "parameter that is not itself tied",
+                    ("ties", tie_cycle[0]),
+                )
+            )
+        raise_problems("ModelSpec", problems)
+        return self
+
+
+def _declared_params(blocks: Any) -> dict[str, tuple[frozenset[str], frozenset[str]]]:
+    """Raw block definitions -> (declared params, required params), before validation."""
+    out = {}
+    for name, definition in (blocks or {}).items() if isinstance(blocks, dict) else ():
+        if isinstance(definition, dict) and isinstance(definition.get("params"), dict):
+            params = definition["params"]
+            out[name] = (mapping_keys(params), frozenset(k for k, v in params.items() if v is None))
+    return out
+
+
+def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` (name -> names it refers to) as ``[a, b, a]``, or ``None``.
+
+    ``graphlib`` finds it; the cycle is turned to read in reference order and
+    to start at its smallest name, so the message is the same on every run.
+    """
+    try:
+        TopologicalSorter(graph).prepare()
+    except CycleError as err:
+        ring = list(reversed(err.args[1]))[:-1]  # graphlib lists predecessors first
+        start = ring.index(min(ring))
+        ring = ring[start:] + ring[:start]
+        return ring + ring[:1]
+    return None

@@ -1,0 +1,256 @@
+"""Validation plumbing of the spec models: immutability, collected problems, the name scope.
+
+Validators collect every problem and raise them together through
+:func:`raise_problems`; pydantic merges them (with their locations) into the
+outer ``ValidationError``, so one validation reports everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, model_validator
+from pydantic_core import PydanticCustomError
+
+from ..errors import did_you_mean
+
+__all__ = [
+    "Frozen",
+    "problem",
+    "relocated",
+    "raise_problems",
+    "Scope",
+    "scope_of",
+    "inner_scope",
+    "scope_context",
+    "mapping_keys",
+    "custom_error",
+    "split_flat",
+    "is_placeholder",
+    "placeholder_problems",
+    "validate_arguments",
+]
+
+
+def split_flat(data: dict[str, Any], fixed: tuple[str, ...]) -> dict[str, Any]:
+    """``{type: Linear, in_features: 20}`` -> ``{type: Linear, args: {in_features: 20}}``.
+
+    Nodes, steps and init rules are written flat: their own keys beside the
+    arguments of the layer, op or scheme they name.
+    """
+    own = {k: v for k, v in data.items() if k in fixed}
+    return own | {"args": {k: v for k, v in data.items() if k not in fixed}}
+
+
+def custom_error(kind: str, message: str) -> PydanticCustomError:
+    """A pydantic error whose message is ``message`` verbatim (braces included)."""
+    return PydanticCustomError(kind, "{message}", {"message": message})
+
+
+# --------------------------------------------------------------------------
+# error plumbing shared by the validators
+# --------------------------------------------------------------------------
+def problem(
+    kind: str, message: str, loc: tuple[Any, ...] = (), found: Any = None
+) -> dict[str, Any]:
+    """One line error for :func:`raise_problems` (``message`` is literal text)."""
+    return {
+        "type": custom_error(kind, message),
+        "loc": loc,
+        "input": found,
+    }
+
+
+def relocated(err: ValidationError, prefix: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    """Re-express another validation's errors as line errors under ``prefix``."""
+    return [
+        problem(d["type"], d["msg"], prefix + tuple(d["loc"]), d.get("input")) for d in err.errors()
+    ]
+
+
+def raise_problems(title: str, problems: list[dict[str, Any]]) -> None:
+    """Raise every collected problem at once; pydantic merges them into the outer error."""
+    if problems:
+        raise ValidationError.from_exception_data(title, problems)
+
+
+# --------------------------------------------------------------------------
+# name scope: block and shared names are defined at the top of a model file
+# and referred to anywhere below it
+# --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Scope:
+    blocks: frozenset[str] = frozenset()
+    shared: frozenset[str] = frozenset()
+    # block name -> (declared params, required params), for checking {block: X, with: ...}
+    block_params: dict[str, tuple[frozenset[str], frozenset[str]]] | None = None
+    # the params of the block definition being validated (None: not inside one)
+    params: frozenset[str] | None = None
+
+
+_SCOPE_KEY = "modelfactory.scope"
+_NO_SCOPE = Scope()
+
+
+def scope_of(info: ValidationInfo | None) -> Scope:
+    """The names in scope, carried in pydantic's validation ``context``."""
+    context = info.context if info is not None else None
+    if isinstance(context, dict):
+        return context.get(_SCOPE_KEY, _NO_SCOPE)
+    return _NO_SCOPE
+
+
+def scope_context(scope: Scope, context: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A validation ``context`` carrying ``scope`` (for ``model_validate(..., context=...)``)."""
+    return {**(context or {}), _SCOPE_KEY: scope}
+
+
+@contextmanager
+def inner_scope(info: ValidationInfo, **changes: Any) -> Iterator[None]:
+    """Change the scope while validating a nested part (a block definition's params)."""
+    context = info.context
+    if not isinstance(context, dict):  # validated standalone: nothing is in scope anyway
+        yield
+        return
+    outer = context.get(_SCOPE_KEY, _NO_SCOPE)
+    context[_SCOPE_KEY] = replace(outer, **changes)
+    try:
+        yield
+    finally:
+        context[_SCOPE_KEY] = outer
+
+
+def mapping_keys(value: Any) -> frozenset[str]:
+    return (
+        frozenset(k for k in value if isinstance(k, str))
+        if isinstance(value, dict)
+        else frozenset()
+    )
+
+
+class Frozen(BaseModel):
+    """Base of every spec model: immutable, and unknown keys are errors with a did-you-mean."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @classmethod
+    def _allowed_keys(cls) -> set[str]:
+        keys: set[str] = set()
+        for name, info in cls.model_fields.items():
+            keys.add(name)
+            if info.alias:
+                keys.add(info.alias)
+        return keys
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _reject_unknown_keys(cls, data: Any, handler: Any) -> Any:
+        if not isinstance(data, dict):
+            return handler(data)
+        allowed = cls._allowed_keys()
+        unknown = [k for k in data if k not in allowed]
+        if not unknown:
+            return handler(data)
+        problems = [
+            problem(
+                "unknown_key",
+                f"unknown key '{k}'.{did_you_mean(str(k), allowed)} "
+                f"Allowed keys: {', '.join(sorted(allowed))}.",
+                (k,),
+                data[k],
+            )
+            for k in unknown
+        ]
+        try:
+            handler({k: v for k, v in data.items() if k in allowed})
+        except ValidationError as err:
+            problems += relocated(err)
+        raise_problems(cls.__name__, problems)
+
+
+def is_placeholder(value: Any) -> bool:
+    """``{param: name}``: a block parameter's value, substituted when the block is used."""
+    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("param"), str)
+
+
+def placeholder_problems(values: dict[str, Any], scope: Scope) -> list[dict[str, Any]]:
+    """Placeholders must name a parameter of the enclosing block definition."""
+    declared = scope.params
+    problems = []
+    for key, value in values.items():
+        if not is_placeholder(value):
+            continue
+        name = value["param"]
+        if declared is None:
+            problems.append(
+                problem(
+                    "placeholder_outside_block",
+                    f"{{param: {name}}} is only allowed inside a block definition that declares params",
+                    (key,),
+                    value,
+                )
+            )
+        elif name not in declared:
+            problems.append(
+                problem(
+                    "undeclared_param",
+                    f"{{param: {name}}} names no parameter of this block.{did_you_mean(name, declared)} Declared: {', '.join(sorted(declared)) or 'none'}.",
+                    (key,),
+                    value,
+                )
+            )
+    return problems
+
+
+def validate_arguments(
+    model: type[BaseModel],
+    args: dict[str, Any],
+    owner: str,
+    *,
+    scope: Scope,
+    inferable: frozenset[str] = frozenset(),
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Validate config arguments against ``model``; return (clean args, problems).
+
+    Placeholders are checked for their names only (their values come later),
+    and arguments in ``inferable`` may be omitted (shape inference fills them).
+    """
+    fields = list(model.model_fields)
+    placeholders = {k: v for k, v in args.items() if is_placeholder(v)}
+    concrete = {k: v for k, v in args.items() if k not in placeholders}
+    problems = placeholder_problems(placeholders, scope)
+    for key in placeholders:
+        if key not in model.model_fields:
+            problems.append(
+                problem(
+                    "extra_forbidden",
+                    f"unknown argument '{key}' for {owner}.{did_you_mean(key, fields)} {owner} takes: {', '.join(fields) or 'no arguments'}.",
+                    (key,),
+                    placeholders[key],
+                )
+            )
+    try:
+        validated = model.model_validate(concrete)
+    except ValidationError as err:
+        for d in err.errors():
+            loc = tuple(d["loc"])
+            key = loc[0] if loc else "?"
+            if d["type"] == "missing":
+                if key in placeholders or key in inferable:
+                    continue
+                msg = f"missing required argument '{key}' for {owner}"
+            elif d["type"] == "extra_forbidden":
+                msg = f"unknown argument '{key}' for {owner}.{did_you_mean(str(key), fields)} {owner} takes: {', '.join(fields) or 'no arguments'}."
+            else:
+                text = d["msg"].removeprefix("Value error, ")
+                msg = (
+                    f"invalid value for {owner} argument '{key}': {text} (found {d.get('input')!r})"
+                )
+            problems.append(problem(d["type"], msg, loc, d.get("input")))
+        return args, problems
+    clean = validated.model_dump(exclude_unset=True)
+    clean.update(placeholders)
+    return clean, problems
