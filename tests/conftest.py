@@ -25,3 +25,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def zoo_path():
     """Path of a zoo model file by name."""
     return lambda name: CONF / "model" / f"{name}.yaml"
+
+
+@pytest.fixture
+def registrations():
+    """Let a test register layers, ops and init schemes; every name it adds is removed after it."""
+    from modelfactory.registry import INITS, LAYERS, OPS
+
+    before = {registry: set(registry.names()) for registry in (LAYERS, OPS, INITS)}
+    yield
+    for registry, names in before.items():
+        for name in set(registry.names()) - names:
+            registry.remove(name)

@@ -14,9 +14,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import modelfactory as mf
-from modelfactory.io.checkpoint import META_PREFIX, fingerprint, read_metadata
-from modelfactory.errors import LimitError
 from modelfactory.builder.forward import make_input
+from modelfactory.errors import LimitError
+from modelfactory.io.checkpoint import META_PREFIX, fingerprint, read_metadata
 from modelfactory.sharing import tensor_groups
 
 MLP = {
@@ -64,10 +64,14 @@ def test_metadata_describes_the_model(zoo_path, tmp_path):
 
 
 def test_init_rules_are_stored_when_present(tmp_path):
-    model = mf.build(MLP)
-    model.modelfactory_info.init = {"rules": [{"match": "*.weight", "scheme": "zeros"}]}
+    rules = [{"module": "0", "param": "weight", "scheme": "zeros"}]
+    model = mf.build(MLP, init=rules)
     meta = read_metadata(mf.save(model, tmp_path / "m.safetensors"))
-    assert json.loads(meta[META_PREFIX + "init"]) == model.modelfactory_info.init
+    # the rules the build applied, with where each was written
+    assert json.loads(meta[META_PREFIX + "init"]) == [
+        {"path": "init.rules[0]", "module": "0", "param": "weight", "scheme": "zeros"}
+    ]
+    assert torch.all(mf.load(tmp_path / "m.safetensors")[0].weight == 0)
 
 
 FIRST = """

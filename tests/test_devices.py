@@ -134,7 +134,7 @@ def test_auto_strategy_uses_meta_for_big_models_only():
     assert big.modelfactory_info.facts["strategy"] == "meta"
 
 
-def test_layer_without_reset_parameters_falls_back_to_direct(caplog):
+def test_layer_without_reset_parameters_falls_back_to_direct(caplog, registrations):
     @mf.register_layer(name="NoReset")
     class NoReset(torch.nn.Module):
         def __init__(self, n: int) -> None:
@@ -144,17 +144,12 @@ def test_layer_without_reset_parameters_falls_back_to_direct(caplog):
         def forward(self, x):
             return x * self.w
 
-    try:
-        spec = {"input": {"shape": [2, 3]}, "network": [{"type": "NoReset", "n": 3}]}
-        with caplog.at_level(logging.INFO, logger="modelfactory.pipeline"):
-            model = mf.build(spec, strategy="meta")
-        assert model.modelfactory_info.facts["strategy"] == "direct"
-        assert "has parameters or buffers but no reset_parameters()" in caplog.text
-        assert torch.isfinite(model[0].w).all()
-    finally:
-        from modelfactory.registry import LAYERS
-
-        LAYERS.remove("NoReset")
+    spec = {"input": {"shape": [2, 3]}, "network": [{"type": "NoReset", "n": 3}]}
+    with caplog.at_level(logging.INFO, logger="modelfactory.pipeline"):
+        model = mf.build(spec, strategy="meta")
+    assert model.modelfactory_info.facts["strategy"] == "direct"
+    assert "has parameters or buffers but no reset_parameters()" in caplog.text
+    assert torch.isfinite(model[0].w).all()
 
 
 def test_cpu_generator_option_gives_cpu_values_on_any_device():

@@ -9,7 +9,6 @@ import torch
 
 import modelfactory as mf
 from modelfactory.errors import SpecError
-from modelfactory.registry import LAYERS
 
 
 def spec(network, **extra):
@@ -138,6 +137,7 @@ def test_forward_value_used_before_defined_and_unused_values():
     messages = problems_of(data)
     assert any("input 'g' is not defined before this step" in m for m in messages)
     assert any("value 'h' is already defined" in m for m in messages)
+    assert any("the result of step 1 (output of step 1) is never used" in m for m in messages)
 
 
 def test_op_arity_is_checked():
@@ -187,25 +187,22 @@ def test_torch_constructor_failure_names_the_layer_path():
         mf.build(spec([{"type": "MultiheadAttention", "embed_dim": 10, "num_heads": 3}]))
 
 
-def test_registering_a_name_twice_names_both_definitions():
+def test_registering_a_name_twice_names_both_definitions(registrations):
     @mf.register_layer(name="TwiceLayer")
     class First(torch.nn.Module):
         pass
 
-    try:
-        with pytest.raises(
-            mf.ModelFactoryError,
-            match=r"'TwiceLayer' is already registered in the layer registry at .*First.*second definition is .*Second",
-        ):
+    with pytest.raises(
+        mf.ModelFactoryError,
+        match=r"'TwiceLayer' is already registered in the layer registry at .*First.*second definition is .*Second",
+    ):
 
-            @mf.register_layer(name="TwiceLayer")
-            class Second(torch.nn.Module):
-                pass
-    finally:
-        LAYERS.remove("TwiceLayer")
+        @mf.register_layer(name="TwiceLayer")
+        class Second(torch.nn.Module):
+            pass
 
 
-def test_user_registered_layer_and_op_are_usable():
+def test_user_registered_layer_and_op_are_usable(registrations):
     @mf.register_layer(name="Scale")
     class Scale(torch.nn.Module):
         def __init__(self, factor: float) -> None:
@@ -219,21 +216,13 @@ def test_user_registered_layer_and_op_are_usable():
     def double(x):
         return 2 * x
 
-    try:
-        model = mf.build(
-            spec({"children": {"s": {"type": "Scale", "factor": 3}}, "forward": ["s", "double"]})
-        )
-        x = torch.ones(2, 20)
-        assert torch.equal(model(x), 6 * x)
-        with pytest.raises(
-            mf.ModelFactoryError, match=r"invalid value for Scale argument 'factor'"
-        ):
-            mf.build(spec([{"type": "Scale", "factor": "big"}]))
-    finally:
-        LAYERS.remove("Scale")
-        from modelfactory.registry import OPS
-
-        OPS.remove("double")
+    model = mf.build(
+        spec({"children": {"s": {"type": "Scale", "factor": 3}}, "forward": ["s", "double"]})
+    )
+    x = torch.ones(2, 20)
+    assert torch.equal(model(x), 6 * x)
+    with pytest.raises(mf.ModelFactoryError, match=r"invalid value for Scale argument 'factor'"):
+        mf.build(spec([{"type": "Scale", "factor": "big"}]))
 
 
 def test_model_file_cannot_name_an_import_path():

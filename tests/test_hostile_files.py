@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import modelfactory as mf
-from modelfactory.io.checkpoint import META_PREFIX, read_metadata
 from modelfactory.cli import main
+from modelfactory.io.checkpoint import META_PREFIX, read_metadata
 
 MLP = {
     "input": {"shape": [2, 4]},
@@ -88,9 +88,7 @@ def _bad_dtype(header):
 
 
 HEADER_CASES = [
-    pytest.param(
-        _huge_shape, r"overflow computing buffer size", id="huge-shape"
-    ),
+    pytest.param(_huge_shape, r"overflow computing buffer size", id="huge-shape"),
     pytest.param(_overlap, "invalid offset for tensor `0.weight`", id="overlap"),
     pytest.param(_bad_dtype, "unknown variant `PICKLE`", id="dtype"),
 ]

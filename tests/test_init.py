@@ -134,7 +134,7 @@ def test_later_rule_overrides_earlier_for_the_same_parameter():
     assert torch.all(model[2].weight == 7) and torch.all(model[2].bias == 1)
 
 
-def test_module_globs_type_with_subclasses_and_param_names():
+def test_module_globs_type_with_subclasses_and_param_names(registrations):
     spec = {
         "input": {"shape": [2, 4]},
         "network": {
@@ -166,19 +166,14 @@ def test_module_globs_type_with_subclasses_and_param_names():
         pass
 
     mf.register_layer(name="WideLinear")(Wide)
-    try:
-        sub = build(
-            {
-                "input": {"shape": [2, 4]},
-                "network": [{"type": "WideLinear", "in_features": 4, "out_features": 4}],
-            },
-            init=[{"type": "Linear", "param": "weight", "scheme": "constant", "val": 9.0}],
-        )
-        assert torch.all(sub[0].weight == 9)  # subclasses match their base type
-    finally:
-        from modelfactory.registry import LAYERS
-
-        LAYERS.remove("WideLinear")
+    sub = build(
+        {
+            "input": {"shape": [2, 4]},
+            "network": [{"type": "WideLinear", "in_features": 4, "out_features": 4}],
+        },
+        init=[{"type": "Linear", "param": "weight", "scheme": "constant", "val": 9.0}],
+    )
+    assert torch.all(sub[0].weight == 9)  # subclasses match their base type
 
 
 def test_same_seed_and_rules_give_bitwise_identical_weights():
@@ -209,7 +204,7 @@ def test_changing_a_rule_for_one_layer_leaves_other_layers_alone(init):
     assert not torch.equal(base[2].weight, changed[2].weight)
 
 
-def test_shared_parameter_is_initialised_once_and_two_paths_resolve_by_rule_order():
+def test_shared_parameter_is_initialised_once_and_two_paths_resolve_by_rule_order(registrations):
     calls = []
 
     @mf.register_init("counting_ones")
@@ -219,23 +214,20 @@ def test_shared_parameter_is_initialised_once_and_two_paths_resolve_by_rule_orde
             tensor.fill_(value)
         return tensor
 
-    try:
-        model = build(
-            CONF / "model" / "shared.yaml",
-            init=[
-                {"module": "2", "param": "weight", "scheme": "counting_ones", "value": 2.0},
-                {"module": "4", "param": "weight", "scheme": "counting_ones", "value": 4.0},
-            ],
-        )
-        assert model[2].weight is model[4].weight
-        assert torch.all(model[2].weight == 4)  # reached through both paths: the later rule wins
-        assert calls == [(8, 8)]  # ... and the tensor was initialised exactly once
-        report = {row["param"]: row for row in model.modelfactory_info.init_report}
-        assert report["2.weight"]["rule"] == "init.rules[1]"
-        assert report["2.weight"]["aliases"] == ["4.weight"]
-        assert "4.weight" not in report
-    finally:
-        INITS.remove("counting_ones")
+    model = build(
+        CONF / "model" / "shared.yaml",
+        init=[
+            {"module": "2", "param": "weight", "scheme": "counting_ones", "value": 2.0},
+            {"module": "4", "param": "weight", "scheme": "counting_ones", "value": 4.0},
+        ],
+    )
+    assert model[2].weight is model[4].weight
+    assert torch.all(model[2].weight == 4)  # reached through both paths: the later rule wins
+    assert calls == [(8, 8)]  # ... and the tensor was initialised exactly once
+    report = {row["param"]: row for row in model.modelfactory_info.init_report}
+    assert report["2.weight"]["rule"] == "init.rules[1]"
+    assert report["2.weight"]["aliases"] == ["4.weight"]
+    assert "4.weight" not in report
 
 
 def test_model_file_rules_apply_first_and_init_argument_overrides_them():
@@ -276,12 +268,20 @@ def test_scheme_that_cannot_apply_to_a_parameter_names_rule_and_parameter():
         build(init=[{"param": "bias", "scheme": "xavier_uniform"}])
 
 
-def test_direct_value_setting_through_the_python_api():
+def test_direct_value_setting_through_the_python_api(tmp_path):
+    """The text sets values by hand after building; a built model is an ordinary module for that."""
     model = build(CONF / "model" / "param_net.yaml")
+    before = model[0].weight.detach().clone()
     with torch.no_grad():
         model[0].weight[:] += 1
         model[0].weight[0, 0] = 42
-    assert model[0].weight[0, 0] == 42
+    expected = before + 1
+    expected[0, 0] = 42
+    # the values set by hand are what the model computes with and what it saves
+    x = torch.rand(2, model[0].in_features)
+    assert torch.equal(model[0](x), x @ expected.T + model[0].bias)
+    loaded = mf.load(mf.save(model, tmp_path / "m.safetensors"))
+    assert torch.equal(loaded[0].weight, expected)
 
 
 @pytest.mark.parametrize("name", ["param_net", "chimera", "rgnet", "shared", "fixed_hidden_mlp"])
@@ -301,7 +301,7 @@ def test_meta_path_gives_the_same_values_as_the_direct_path(name, init):
         assert meta[2] is meta[4]
 
 
-def test_meta_path_skips_default_init_of_layers_the_rules_fully_cover():
+def test_meta_path_skips_default_init_of_layers_the_rules_fully_cover(registrations):
     resets = []
 
     @mf.register_layer(name="CountingLinear")
@@ -314,14 +314,9 @@ def test_meta_path_skips_default_init_of_layers_the_rules_fully_cover():
         "input": {"shape": [2, 4]},
         "network": [{"type": "CountingLinear", "in_features": 4, "out_features": 4}],
     }
-    try:
-        mf.build(spec, init=INIT / "xavier.yaml", strategy="meta")
-        # constructor calls on meta only (shape check, then the build): no real default init
-        assert set(resets) == {"meta"}
-        resets.clear()
-        mf.build(spec, strategy="meta")  # no rules: the default init runs once, on the real tensors
-        assert [d for d in resets if d != "meta"] == ["cpu"]
-    finally:
-        from modelfactory.registry import LAYERS
-
-        LAYERS.remove("CountingLinear")
+    mf.build(spec, init=INIT / "xavier.yaml", strategy="meta")
+    # constructor calls on meta only (shape check, then the build): no real default init
+    assert set(resets) == {"meta"}
+    resets.clear()
+    mf.build(spec, strategy="meta")  # no rules: the default init runs once, on the real tensors
+    assert [d for d in resets if d != "meta"] == ["cpu"]

@@ -15,10 +15,10 @@ import modelfactory as mf
 from modelfactory import limits
 from modelfactory.cli import main
 from modelfactory.errors import SpecError
-from modelfactory.spec.validate import to_spec
-from modelfactory.registry.plugins import PluginError, load_plugins
 from modelfactory.registry import LAYERS
+from modelfactory.registry.plugins import PluginError, load_plugins
 from modelfactory.spec.schema import model_schema
+from modelfactory.spec.validate import to_spec
 from modelfactory.spec.yaml_reader import MAX_DEPTH, load_yaml_text
 
 RGNET = CONF / "model" / "rgnet.yaml"
@@ -222,7 +222,7 @@ def test_mapping_with_defaults_uses_the_given_block_dir():
 
 
 # ---------------------------------------------------------------- plugins
-def test_plugins_load_only_by_module_name(tmp_path, monkeypatch):
+def test_plugins_load_only_by_module_name(tmp_path, monkeypatch, registrations):
     write(
         tmp_path / "my_plugin_layers.py",
         "import torch\nimport modelfactory as mf\n\n\n@mf.register_layer\n"
@@ -232,11 +232,8 @@ def test_plugins_load_only_by_module_name(tmp_path, monkeypatch):
     spec = {"input": {"shape": [2]}, "network": "PluginDouble"}
     with pytest.raises(mf.ModelFactoryError, match="unknown layer type 'PluginDouble'"):
         mf.validate(spec)
-    try:
-        assert load_plugins(["my_plugin_layers"]) == ["my_plugin_layers"]
-        assert torch.equal(mf.build(spec)(torch.ones(2)), torch.full((2,), 2.0))
-    finally:
-        LAYERS.remove("PluginDouble")
+    assert load_plugins(["my_plugin_layers"]) == ["my_plugin_layers"]
+    assert torch.equal(mf.build(spec)(torch.ones(2)), torch.full((2,), 2.0))
     with pytest.raises(PluginError, match="never by file path"):
         load_plugins([str(tmp_path / "my_plugin_layers.py")])
 

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 import modelfactory as mf
 from modelfactory.errors import SpecError
-from modelfactory.registry import INITS
 from modelfactory.tables import parameter_counts
 
 TIED_LM = CONF / "model" / "tied_lm.yaml"
@@ -182,7 +181,7 @@ def test_unique_and_total_parameter_counts():
 
 
 # --- init ---------------------------------------------------------------------------
-def test_rule_aimed_at_the_non_owner_path_applies_to_the_owner_once():
+def test_rule_aimed_at_the_non_owner_path_applies_to_the_owner_once(registrations):
     calls = []
 
     @mf.register_init("count_fill")
@@ -191,23 +190,20 @@ def test_rule_aimed_at_the_non_owner_path_applies_to_the_owner_once():
         with torch.no_grad():
             return tensor.fill_(value)
 
-    try:
-        for strategy in ("direct", "meta"):
-            calls.clear()
-            model = mf.build(
-                TIED_LM,
-                init=[{"module": "head", "param": "weight", "scheme": "count_fill", "value": 3.0}],
-                strategy=strategy,
-            )
-            assert_tied(model)
-            assert torch.all(model.embedding.weight == 3)
-            assert calls == [(100, 32)]
-            (row,) = [
-                r for r in model.modelfactory_info.init_report if r["param"] == "embedding.weight"
-            ]
-            assert row["aliases"] == ["head.weight"] and row["rule"] == "init.rules[0]"
-    finally:
-        INITS.remove("count_fill")
+    for strategy in ("direct", "meta"):
+        calls.clear()
+        model = mf.build(
+            TIED_LM,
+            init=[{"module": "head", "param": "weight", "scheme": "count_fill", "value": 3.0}],
+            strategy=strategy,
+        )
+        assert_tied(model)
+        assert torch.all(model.embedding.weight == 3)
+        assert calls == [(100, 32)]
+        (row,) = [
+            r for r in model.modelfactory_info.init_report if r["param"] == "embedding.weight"
+        ]
+        assert row["aliases"] == ["head.weight"] and row["rule"] == "init.rules[0]"
 
 
 def test_meta_path_default_init_of_a_tied_tensor_matches_the_direct_path():

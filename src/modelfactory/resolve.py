@@ -21,7 +21,14 @@ from pydantic import ValidationError
 
 from .errors import ConfigProblem, SpecError, format_path
 from .spec.model import ModelSpec
-from .spec.nodes import BlockRef, CompositeNode, LayerNode, ParametricBlock, SharedRef
+from .spec.nodes import (
+    BlockRef,
+    CompositeNode,
+    LayerNode,
+    ParametricBlock,
+    RepeatNode,
+    SharedRef,
+)
 from .spec.validate import located_errors
 from .spec.validation import is_placeholder
 from .spec.walk import children, iter_nodes
@@ -58,13 +65,15 @@ class ResolvedSpec:
 
 
 def needs_expansion(spec: ModelSpec) -> bool:
-    """True when blocks take parameters or some layer leaves a size to be inferred."""
+    """True when blocks take parameters, or when a layer that leaves a size to be inferred
+    may be instantiated more than once (inside a block or a repeat: each instance gets
+    its own values)."""
     if any(isinstance(b, ParametricBlock) for b in spec.blocks.values()):
         return True
     roots = [spec.network, *spec.shared.values(), *spec.blocks.values()]
-    return any(
-        isinstance(n, LayerNode) and n.missing_inferable() for r in roots for n in iter_nodes(r)
-    )
+    nodes = [n for r in roots for n in iter_nodes(r)]
+    inferred = any(isinstance(n, LayerNode) and n.missing_inferable() for n in nodes)
+    return inferred and any(isinstance(n, (BlockRef, RepeatNode)) for n in nodes)
 
 
 def _substitute(values: dict[str, Any], env: dict[str, Any]) -> dict[str, Any]:

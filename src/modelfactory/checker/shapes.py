@@ -22,9 +22,9 @@ from torch.nn.modules import module as module_hooks
 from ..builder.composite import STEP_TRACE, CompositeModule
 from ..builder.construct import construct
 from ..builder.streams import TORCH_DTYPES
-from ..errors import ConfigProblem, ShapeError, SpecError, format_path
+from ..errors import ConfigProblem, ShapeError, format_path
 from ..registry import LAYERS
-from ..resolve import ResolvedSpec, expand
+from ..resolve import ResolvedSpec
 from ..spec.model import ModelSpec
 from ..spec.nodes import LayerNode
 from .limits import enforce_parameter_budget
@@ -76,6 +76,7 @@ class _DryRun:
     def __init__(self, resolved: ResolvedSpec) -> None:
         self.resolved = resolved
         self.inferred: dict[Path, dict[str, int]] = {}
+        self.layers: dict[Path, nn.Module] = {}  # inferred layers, by config path
         self.config_paths: dict[int, Path] = {}
         self.nodes: dict[int, LayerNode] = {}
 
@@ -119,6 +120,7 @@ class _DryRun:
         with torch.device("meta"):
             layer = LAYERS.get(node.type).target(**complete.args)
         self.inferred[deferred.path] = values
+        self.layers[deferred.path] = layer
         self.config_paths[id(layer)] = deferred.path
         self.nodes[id(layer)] = complete
         return layer
@@ -218,11 +220,31 @@ class _DryRun:
         return output, elements
 
 
-def _fill(data: Any, path: Path, values: dict[str, int]) -> None:
-    target = data
-    for part in path:
-        target = target[part]
-    target.update(values)
+def _with_node(node: Any, key: Path, new: LayerNode) -> Any:
+    """``node`` with the node at relative config path ``key`` replaced by ``new`` (no re-validation)."""
+    if not key:
+        return new
+    head, rest = key[0], key[1:]
+    if isinstance(node, (list, tuple)):
+        items = list(node)
+        items[head] = _with_node(items[head], rest, new)
+        return items
+    value = getattr(node, head)  # a mapping field of a composite or named sequential
+    name, deeper = rest[0], rest[1:]
+    return node.model_copy(update={head: {**value, name: _with_node(value[name], deeper, new)}})
+
+
+def _filled(spec: ModelSpec, completed: dict[Path, LayerNode]) -> ModelSpec:
+    """``spec`` with each inferred layer replaced by its completed (already validated) node."""
+    network, shared = spec.network, dict(spec.shared)
+    for path, node in completed.items():
+        if path[0] == "network":
+            network = _with_node(network, path[1:], node)
+        else:  # ("shared", name, ...)
+            shared[path[1]] = _with_node(shared[path[1]], path[2:], node)
+    filled = spec.model_copy(update={"network": network, "shared": shared})
+    filled._source, filled._root = spec.source, spec.root
+    return filled
 
 
 def check(resolved: ResolvedSpec) -> CheckedSpec:
@@ -233,14 +255,7 @@ def check(resolved: ResolvedSpec) -> CheckedSpec:
     """
     dry = _DryRun(resolved)
     output, elements = dry.run(resolved.spec)
-    final = resolved.spec
-    if dry.inferred:
-        data, _ = expand(resolved.spec)  # already expanded: the same structure, as plain data
-        for path, values in dry.inferred.items():
-            _fill(data, path, values)
-        try:
-            final = ModelSpec.model_validate(data)
-        except Exception as err:  # pragma: no cover - inferred values were validated one by one
-            raise SpecError(f"inferred sizes did not validate: {err}") from None
+    completed = {path: dry.nodes[id(dry.layers[path])] for path in dry.inferred}
+    final = _filled(resolved.spec, completed) if completed else resolved.spec
     inferred = {format_path(p, resolved.root): v for p, v in dry.inferred.items()}
     return CheckedSpec(final, resolved, _shapes(output), inferred, elements)
