@@ -185,7 +185,10 @@ def test_pt_pickle_that_would_create_a_file_executes_nothing(
             mf.load_tensors,
             lambda p: mf.load_weights(mf.build(MLP), p),
         ):
-            with pytest.raises(mf.CheckpointError, match="could not read .* weights-only"):
+            # refused by the opcode scan (a legacy pickle) or by the weights-only unpickler
+            with pytest.raises(
+                mf.CheckpointError, match="could not read .* weights-only|refusing to load .*legacy"
+            ):
                 reader(path)
             assert not sentinel.exists()
 
@@ -208,5 +211,5 @@ def test_failed_pt_load_is_never_retried(tmp_path, monkeypatch):
 
 def test_pt_file_that_is_not_a_pytorch_file(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"\x00not a zip nor a pickle")
-    with pytest.raises(mf.CheckpointError, match="could not read .*junk.pt' as a weights-only"):
+    with pytest.raises(mf.CheckpointError, match="junk.pt' .*it does not start with a zip header"):
         mf.load_state_dict(tmp_path / "junk.pt")

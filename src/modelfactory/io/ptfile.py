@@ -15,8 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..checker.limits import current_limits
 from ..errors import CheckpointError
 from .atomic import atomic_path
+from .ptscan import open_scanned
 
 __all__ = ["read_torch_file", "load_state_dict", "save_state_dict"]
 
@@ -39,14 +41,20 @@ def read_torch_file(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no PyTorch file at '{path}': the file does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any failure is the file's; never retried unsafely
-        raise CheckpointError(
-            f"could not read '{path}' as a weights-only PyTorch file: {_reason(err)}. "
-            "modelfactory never unpickles arbitrary objects: the file must hold only tensors "
-            "and plain containers (as torch.save(model.state_dict()) writes)."
-        ) from None  # torch's own chained message suggests weights_only=False
+    # The weights-only unpickler refuses code, but still builds what the pickle
+    # describes: a key nested 200,000 deep crashed the interpreter. The scan
+    # walks the opcodes first (building nothing) and bounds nesting, opcodes,
+    # zip members and storage bytes; torch then reads the very handle scanned.
+    budget = current_limits().max_parameters * 8  # bytes: the element budget in float64
+    with open_scanned(path, max_bytes=budget) as handle:
+        try:
+            return torch.load(handle, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - any failure is the file's; never retried unsafely
+            raise CheckpointError(
+                f"could not read '{path}' as a weights-only PyTorch file: {_reason(err)}. "
+                "modelfactory never unpickles arbitrary objects: the file must hold only tensors "
+                "and plain containers (as torch.save(model.state_dict()) writes)."
+            ) from None  # torch's own chained message suggests weights_only=False
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
