@@ -20,9 +20,11 @@ from torch import nn
 
 from ..builder.construct import BuildInfo
 from ..errors import CheckpointError, ModelFactoryError
+from ..safety.json_bounded import loads_bounded
 from ..sharing import tensor_groups, unique_state
 from ..spec.model import ModelSpec
 from ..spec.validate import validate_data
+from ..spec.yaml_reader import MAX_BYTES, MAX_DEPTH
 from .atomic import atomic_path
 from .safetensors_file import SafetensorsHeader, read_header, write_safetensors
 
@@ -38,6 +40,10 @@ __all__ = [
 ]
 
 FORMAT_VERSION = "1"
+# A stored spec is JSON of the validated model: as deep as the data limit allows
+# (each YAML level is at most two JSON levels), and never larger than a model file.
+MAX_METADATA_DEPTH = 2 * MAX_DEPTH + 8
+MAX_METADATA_BYTES = 4 * MAX_BYTES
 META_PREFIX = "modelfactory."
 
 
@@ -149,9 +155,18 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
 
 def _meta_json(metadata: dict[str, str], key: str, path: Path) -> Any:
+    # bounded depth and integer size: a stored spec nested 100,000 deep, or a
+    # 5,000-digit number, is a clean error rather than a RecursionError
     try:
-        return json.loads(metadata[META_PREFIX + key])
-    except json.JSONDecodeError as err:
+        return loads_bounded(
+            metadata[META_PREFIX + key],
+            max_bytes=MAX_METADATA_BYTES,
+            max_depth=MAX_METADATA_DEPTH,
+            what="the text",
+            allow_duplicate_keys=True,
+            error=CheckpointError,
+        )
+    except CheckpointError as err:
         raise CheckpointError(
             f"load: '{path}': metadata '{META_PREFIX}{key}' is not valid JSON ({err}). "
             "The file was edited or corrupted; re-save it from the original model."

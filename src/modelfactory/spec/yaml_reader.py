@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigProblem, SpecError, format_path
+from ..safety.read import read_bounded
 
 __all__ = [
     "SourceMap",
@@ -242,10 +243,8 @@ def load_yaml_text(text: str | bytes, filename: str = "<string>") -> LoadedYaml:
 def load_yaml_file(path: str | Path) -> LoadedYaml:
     """Read and parse a YAML file as plain data (never through Hydra or OmegaConf)."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise SpecError(f"cannot read model file '{path}': {err.strerror or err}") from None
+    # never more than the limit plus one byte, and never a FIFO or a device
+    raw = read_bounded(path, limit=MAX_BYTES, what="model file", error=SpecError)
     return load_yaml_text(raw, str(path))
 
 
