@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from modelfactory import ModelFactoryError
 from modelfactory.app.sweep import run_guarded
+from modelfactory.safety.terminal import terminal_text
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -24,7 +25,7 @@ def main(cfg: DictConfig) -> None:
     try:
         run_guarded(cfg, conf_dir=Path(__file__).resolve().parent / "conf")
     except ModelFactoryError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {terminal_text(str(err))}", file=sys.stderr)
         sys.exit(1)
 
 

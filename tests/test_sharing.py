@@ -353,3 +353,25 @@ def test_interpolation_is_refused_not_resolved_even_in_library_blocks(tmp_path, 
     with pytest.raises(SpecError, match=r"b\.yaml:1:46\)") as info:
         mf.validate(model)
     assert "leak-me-not" not in str(info.value)
+
+
+def test_terminal_escapes_in_a_model_file_never_reach_the_terminal(tmp_path):
+    """A layer type that clears the screen and prints a fake 'ok' is shown escaped."""
+    import subprocess
+    import sys
+
+    evil = "\x1b[2J\x1b[Hok: this file is valid\x1b[8m"
+    path = tmp_path / "evil.yaml"
+    path.write_text(
+        "input: {shape: [2, 4]}\nnetwork:\n  - {type: " + json.dumps(evil) + "}\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "modelfactory", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert "\x1b" not in done.stderr + done.stdout
+    assert "\\x1b[2J\\x1b[Hok: this file is valid\\x1b[8m" in done.stderr

@@ -20,6 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ModelFactoryError
+from ..safety.terminal import terminal_text
 from .job import run_job
 from .summary import METRICS, config_digest, failure_record, incomplete_reason, write_summary
 
@@ -82,7 +83,7 @@ def run_guarded(cfg: DictConfig, *, conf_dir: Path | None = None) -> dict[str, A
         if hydra_cfg.mode != RunMode.MULTIRUN:
             raise
         if isinstance(err, ModelFactoryError):  # bad input: the message says it all
-            print(f"error: {label}: {err}", file=sys.stderr)
+            print(f"error: {terminal_text(f'{label}: {err}')}", file=sys.stderr)
         else:  # unexpected: keep the traceback in the job's log
             log.error("%s failed", label, exc_info=True)
     _free_memory()  # outside the except block, so the traceback's frames are gone
@@ -121,7 +122,7 @@ class SweepSummaryCallback(Callback):
         try:
             summary = write_summary(self._sweep_dir)
         except ModelFactoryError as err:
-            print(f"error: {err}", file=sys.stderr)
+            print(f"error: {terminal_text(str(err))}", file=sys.stderr)
             return 0
         print(summary.report(), file=sys.stderr if summary.failed else sys.stdout)
         return len(summary.failed)

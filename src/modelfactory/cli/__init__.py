@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ..errors import ModelFactoryError
+from ..safety.terminal import terminal_text
 from . import devices, inspect, schema, summarize, validate
 
 __all__ = ["main", "COMMANDS"]
@@ -51,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command][2](args)
     except ModelFactoryError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {terminal_text(str(err))}", file=sys.stderr)
         return 1
 
 

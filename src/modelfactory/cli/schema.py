@@ -15,6 +15,7 @@ import json
 import sys
 
 from ..registry.plugins import PluginError, load_plugins
+from ..safety.terminal import terminal_text
 from ..spec.schema import model_schema
 from .validate import add_trusted_options
 
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         load_plugins(args.plugin)
     except PluginError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {terminal_text(str(err))}", file=sys.stderr)
         return 2
     json.dump(model_schema(block_dir=args.block_dir), sys.stdout, indent=2)
     print()

@@ -20,6 +20,7 @@ from ..checker.limits import budget
 from ..errors import ModelFactoryError
 from ..pipeline import check
 from ..registry.plugins import PluginError, load_plugins
+from ..safety.terminal import terminal_text
 from ..spec.validate import load_spec_file
 
 __all__ = ["setup", "run", "add_trusted_options"]
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         load_plugins(args.plugin)
     except PluginError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {terminal_text(str(err))}", file=sys.stderr)
         return 2
     if args.max_parameters is not None and args.max_parameters < 1:
         print(
@@ -84,14 +85,16 @@ def run(args: argparse.Namespace) -> int:
         for path in args.files:
             if not path.is_file():
                 why = "is a directory" if path.is_dir() else "does not exist"
-                print(f"error: {path}: {why}; pass model files", file=sys.stderr)
+                print(
+                    f"error: {terminal_text(str(path))}: {why}; pass model files", file=sys.stderr
+                )
                 usage = True
                 continue
             try:
                 summary = _validate_one(path, args.block_dir)
             except ModelFactoryError as err:
                 where = "" if str(path) in str(err) else f"{path}: "
-                print(f"error: {where}{err}", file=sys.stderr)
+                print(f"error: {terminal_text(where + str(err))}", file=sys.stderr)
                 invalid = True
             else:
                 print(f"ok: {path} ({summary})")

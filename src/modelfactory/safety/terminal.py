@@ -97,3 +97,17 @@ def csv_cell(text: str, limit: int | None = None) -> str:
     if limit is not None and limit < 2:
         raise ValueError("csv_cell: limit must be at least 2")
     return "'" + printable(text, None if limit is None else limit - 1)
+
+
+def terminal_text(text: str, *, line_limit: int = 2000, max_lines: int = 200) -> str:
+    """Multi-line text (an error with its problems) made safe and bounded for a terminal.
+
+    Each line is escaped by :func:`printable` and cut at ``line_limit``
+    characters; past ``max_lines`` lines, the rest is counted, not shown.
+    """
+    lines = text.split("\n", max_lines)
+    shown = [printable(line, line_limit) for line in lines[:max_lines]]
+    if len(lines) > max_lines:
+        rest = lines[max_lines].count("\n") + 1
+        shown.append(f"... and {rest} more line(s)")
+    return "\n".join(shown)
