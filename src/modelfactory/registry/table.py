@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from ..errors import RegistryError, did_you_mean
 from .signatures import args_model_from_signature
+from .symbolic import ShapeRule
 
 __all__ = [
     "Constraint",
@@ -98,6 +99,9 @@ class LayerEntry(_Entry):
     """
 
     shape_rule: dict[str, int] = field(default_factory=dict)
+    # output shape from input shapes and arguments (see registry/symbolic.py);
+    # None: the shape check runs the layer on the meta device instead
+    infer: ShapeRule | None = None
 
 
 @dataclass
@@ -110,6 +114,7 @@ class OpEntry(_Entry):
     """
 
     arity: int | None = 1
+    infer: ShapeRule | None = None  # as for layers
     _keyword_only = True
     _suffix = "OpArgs"
 
@@ -224,6 +229,7 @@ def register_layer(
     args_model: type[BaseModel] | None = None,
     shape_rule: dict[str, int] | None = None,
     constraints: Mapping[str, Constraint] | None = None,
+    infer: ShapeRule | None = None,
 ) -> Any:
     """Register an ``nn.Module`` class (or factory) as a layer type.
 
@@ -232,7 +238,8 @@ def register_layer(
     argument model is derived from the constructor signature unless given.
     ``shape_rule`` names size arguments that may be omitted and the input
     dimension each is read from; ``constraints`` marks arguments as
-    ``positive`` or ``non_negative`` sizes.
+    ``positive`` or ``non_negative`` sizes; ``infer`` is the output shape rule
+    (:mod:`modelfactory.registry.symbolic`).
     """
     return _decorator(
         target,
@@ -244,6 +251,7 @@ def register_layer(
                 explicit_args_model=args_model,
                 constraints=dict(constraints or {}),
                 shape_rule=dict(shape_rule or {}),
+                infer=infer,
             )
         ),
     )
@@ -256,6 +264,7 @@ def register_op(
     name: str | None = None,
     args_model: type[BaseModel] | None = None,
     constraints: Mapping[str, Constraint] | None = None,
+    infer: ShapeRule | None = None,
 ) -> Any:
     """Register a function as a forward-step op.
 
@@ -278,6 +287,7 @@ def register_op(
                 explicit_args_model=args_model,
                 constraints=dict(constraints or {}),
                 arity=None if variadic else len(positional),
+                infer=infer,
             )
         )
 
