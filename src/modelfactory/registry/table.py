@@ -102,6 +102,9 @@ class LayerEntry(_Entry):
     # output shape from input shapes and arguments (see registry/symbolic.py);
     # None: the shape check runs the layer on the meta device instead
     infer: ShapeRule | None = None
+    # arguments that make the constructor build that many submodules (an int, or
+    # a list's length): counted before anything is constructed, even on meta
+    builds_per: tuple[str, ...] = ()
 
 
 @dataclass
@@ -177,8 +180,8 @@ class Registry(Generic[E]):
             raise RegistryError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        """The standard message for an unknown name: closest names, and how to add one."""
-        return f"unknown {self.kind} '{name}'.{did_you_mean(name, self._entries)} {self.how_to_add}"
+        """The standard message for an unknown name in this registry."""
+        return f"unknown {self.kind} '{name}'.{did_you_mean(name, self._entries)}"
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
