@@ -58,6 +58,7 @@ class Evaluator:
         self.elements = 0  # parameter and buffer elements, each module once
         self.modules = 0
         self._counted: set[Any] = set()  # layer instances already counted
+        self._layers: dict[str, LayerNode] = {}  # module path -> layer (for ties)
 
     # ---------------------------------------------------------------- problems
     def fail(self, path: Path, message: str, kind: type = ShapeError) -> None:
@@ -114,7 +115,7 @@ class Evaluator:
             value = entry.infer(node.args, inputs)
         except ShapeMismatch as err:
             self.fail(path, self.layer_message(node, where, inputs, str(err)))
-        except Unsupported:
+        except Exception:  # noqa: BLE001 - Unsupported, or a rule that cannot decide: run it
             key = args_key(node.type, node.args)
             try:
                 value = run_on_meta(key, meta_layer(node.type, node.args), inputs)
@@ -181,6 +182,8 @@ class Evaluator:
                 f"could not build layer {node.type}",
                 [self.resolved.problem(path, f"{node.type}({call}) failed: {err}")],
             ) from None
+        if isinstance(instance, str):
+            self._layers[instance] = node
         self.add(instance, cost.elements, cost.modules, ("network",), node.type)
 
     def add(
@@ -289,6 +292,20 @@ class Evaluator:
                 text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 self.fail(path, f"op '{name}' got input shapes {shapes_of(inputs)}: {text}")
         return self.bound(value, path, f"the result of op '{name}'")
+
+    def untie(self) -> None:
+        """A tied parameter is the tensor it is tied to: count it once (as checkpoints store it)."""
+        for target in self.spec.ties:
+            module_path, _, name = target.rpartition(".")
+            for owner, node in self._layers.items():
+                if module_path == owner or module_path.startswith(owner + "."):
+                    layer = meta_layer(node.type, node.args)
+                    local = f"{module_path[len(owner) + 1 :]}.{name}".lstrip(".")
+                    try:
+                        self.elements -= layer.get_parameter(local).numel()
+                    except AttributeError:
+                        pass  # not a parameter: the build's tie check says so
+                    break
 
     def never_ran(self) -> list[ConfigProblem]:
         """Layers that leave a size to infer but no input ever reached."""

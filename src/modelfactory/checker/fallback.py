@@ -57,9 +57,7 @@ def meta_layer(type_name: str, args: dict[str, Any]) -> nn.Module:
     key = args_key(type_name, args)
     layer = _LAYERS.get(key)
     if layer is None:
-        with torch.device("meta"):
-            layer = LAYERS.get(type_name).target(**args)
-        _remember(_LAYERS, key, layer)
+        layer = _remember(_LAYERS, key, LAYERS.get(type_name).make(args, "meta"))
     return layer
 
 

@@ -77,6 +77,7 @@ def check(resolved: ResolvedSpec) -> CheckedSpec:
     x = TensorMeta(spec.input.shape, spec.input.resolved_dtype)
     evaluator.bound(x, ("input", "shape"), "the declared input")
     output = evaluator.node(spec.network, ("network",), "", (x,))
+    evaluator.untie()
     never = evaluator.never_ran()
     if never:
         raise ShapeError("shape check failed", never)

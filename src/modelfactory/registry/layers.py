@@ -15,6 +15,7 @@ import inspect
 import torch
 from torch import Tensor, nn
 
+from .layer_rules import LAYER_RULES
 from .table import LAYERS, Constraint, LayerEntry, register_layer
 
 __all__ = ["CenteredLayer", "MyLinear", "register_torch_layers", "NOT_LAYERS"]
@@ -155,6 +156,7 @@ def register_torch_layers() -> None:
                 constraints=constraints,
                 shape_rule=dict(rule),
                 builds_per=_BUILDS_PER.get(name, ()),
+                infer=LAYER_RULES.get(name),
             )
         )
 
