@@ -388,7 +388,7 @@ def test_guard_removes_an_earlier_result_before_running(hydra_job, tmp_path, mon
     def dies(*args, **kwargs):
         raise KeyboardInterrupt  # the job stops without recording anything
 
-    monkeypatch.setattr(sweep_app, "run_job", dies)
+    monkeypatch.setattr("modelfactory.app.job.run_job", dies)
     with pytest.raises(KeyboardInterrupt):
         sweep_app.run_guarded(cfg)
     assert not (tmp_path / "metrics.json").exists()
