@@ -159,7 +159,9 @@ class _Builder:
             seed_default_generator(self.device, derive_seed(self.seed, layer_stream(where)))
         try:
             module = (
-                entry.target(**node.args) if self.on_default_device else entry.make(node.args, self.device)
+                entry.target(**node.args)
+                if self.on_default_device
+                else entry.make(node.args, self.device)
             )
         except Exception as err:  # torch's own argument checks, in its own words
             problem = ConfigProblem(

@@ -238,7 +238,9 @@ class Evaluator:
         self, node: CompositeNode, path: Path, where: str, inputs: tuple[Value, ...]
     ) -> Value:
         if len(inputs) != len(node.inputs):
-            self.fail(path, f"takes {len(node.inputs)} input(s) {list(node.inputs)}, got {len(inputs)}")
+            self.fail(
+                path, f"takes {len(node.inputs)} input(s) {list(node.inputs)}, got {len(inputs)}"
+            )
         values: dict[str, Value] = dict(zip(node.inputs, inputs, strict=True))
         for name, constant in node.constants.items():
             values[name] = TensorMeta(constant.shape, constant.dtype)
@@ -265,7 +267,9 @@ class Evaluator:
             else:
                 if not isinstance(result, tuple) or len(result) != len(output):
                     got = f"{len(result)} values" if isinstance(result, tuple) else "one tensor"
-                    self.fail(step_path, f"step unpacks {len(output)} values {list(output)}, got {got}")
+                    self.fail(
+                        step_path, f"step unpacks {len(output)} values {list(output)}, got {got}"
+                    )
                 values.update(zip(output, result, strict=True))
                 current = f"%{index}"
         outputs = node.resolved_outputs()
@@ -314,7 +318,11 @@ class Evaluator:
         stack += [(("shared", k), v) for k, v in self.spec.shared.items()]
         while stack:
             path, node = stack.pop()
-            if isinstance(node, LayerNode) and node.missing_inferable() and path not in self.completed:
+            if (
+                isinstance(node, LayerNode)
+                and node.missing_inferable()
+                and path not in self.completed
+            ):
                 problems.append(
                     self.resolved.problem(
                         path,
