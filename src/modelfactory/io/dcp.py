@@ -310,9 +310,10 @@ def safetensors_to_dcp(file: str | Path, directory: str | Path, *, overwrite: bo
     with safe_open(str(file), framework="pt") as handle:
         tensors = {key: handle.get_tensor(key) for key in stored.header.tensors}
     try:
-        saved = dcp.save(
-            tensors, storage_writer=FileSystemWriter(tmp, sync_files=True), no_dist=True
-        )
+        with _quiet():
+            saved = dcp.save(
+                tensors, storage_writer=FileSystemWriter(tmp, sync_files=True), no_dist=True
+            )
     except (Exception, dcp.CheckpointException) as err:
         raise CheckpointError(f"convert: writing '{path}' failed ({_describe(err)})") from None
     metadata = {k: v for k, v in stored.metadata.items() if k.startswith(META_PREFIX)}
