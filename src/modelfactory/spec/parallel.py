@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator
 
 from ..errors import ModelFactoryError
 from .validate import plain_data, problems_from
@@ -61,26 +61,21 @@ class ParallelSpec(Frozen):
             return tuple(tuple(v) if isinstance(v, list) else v for v in value)
         return value
 
-    @model_validator(mode="after")
-    def _check_globs(self) -> ParallelSpec:
+    @field_validator("shard")
+    @classmethod
+    def _check_globs(cls, rules: tuple[ShardRule, ...]) -> tuple[ShardRule, ...]:
         problems = []
-        for index, rule in enumerate(self.shard):
+        for index, rule in enumerate(rules):
             globs = (rule,) if isinstance(rule, str) else rule
             if not globs:
-                problems.append(
-                    problem(
-                        "empty_group",
-                        "an empty group selects nothing; list module globs",
-                        ("shard", index),
-                        [],
-                    )
-                )
+                message = "an empty group selects nothing; list module globs"
+                problems.append(problem("empty_group", message, (index,), []))
             for glob in globs:
                 why = malformed_glob(glob)
                 if why is not None:
-                    problems.append(problem("bad_glob", why, ("shard", index), glob))
+                    problems.append(problem("bad_glob", why, (index,), glob))
         raise_problems("ParallelSpec", problems)
-        return self
+        return rules
 
 
 def to_parallel_spec(data: Any, *, root: str = "parallel") -> ParallelSpec:
