@@ -89,13 +89,18 @@ def vmrss() -> int:
     return 0
 
 
+def held_bytes(device: str) -> int:
+    """Resident memory of this process (CPU), or memory allocated on its GPU."""
+    return torch.cuda.memory_allocated(device) if device.startswith("cuda") else vmrss()
+
+
 def memory_check(device: str) -> dict:
-    """Parameter bytes per rank, and resident memory added by one sharded build of 32 MiB."""
+    """Parameter bytes per rank, and memory added by one sharded build of 32 MiB."""
     spec = big_mlp(1024)  # 8 x Linear(1024, 1024): 8,396,800 parameters, 32.03 MiB
     build_sharded(big_mlp(64), shard=["*"], device=device, seed=0)  # one-time costs first
-    before = vmrss()
+    before = held_bytes(device)
     model = build_sharded(spec, shard=["*"], device=device, seed=0)
-    after = vmrss()
+    after = held_bytes(device)
     full = sum(p.numel() * p.element_size() for p in model.parameters())
     return {
         "full_bytes": full,

@@ -13,23 +13,12 @@ import sys
 
 import pytest
 import torch
-from conftest import CONF, ROOT
+from conftest import CONF, ROOT, torchrun
 
 import modelfactory as mf
 from modelfactory.io.dcp import load_dcp, read_dcp
 
 WORKER = ROOT / "tests" / "fsdp_worker.py"
-
-
-def torchrun(nproc: int, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """``python -m torch.distributed.run --standalone`` (a free port: runs beside others)."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command += ["--nproc_per_node", str(nproc), *args]
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), **(env or {})}
-    full_env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run(
-        command, capture_output=True, text=True, cwd=ROOT, env=full_env, timeout=240
-    )
 
 
 @pytest.fixture(scope="module")

@@ -53,4 +53,28 @@ __all__ = [
     "try_all_gpus",
     "summary",
     "limits",
+    "build_sharded",
+    "save_dcp",
+    "load_dcp",
+    "dcp_to_safetensors",
+    "safetensors_to_dcp",
 ]
+
+# Sharded builds and DCP checkpoints import torch.distributed's FSDP and checkpoint
+# packages; they load on first use, so a plain `import modelfactory` stays light.
+_LAZY = {
+    "build_sharded": "modelfactory.builder.sharded",
+    "save_dcp": "modelfactory.io.dcp",
+    "load_dcp": "modelfactory.io.dcp",
+    "dcp_to_safetensors": "modelfactory.io.dcp",
+    "safetensors_to_dcp": "modelfactory.io.dcp",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'modelfactory' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
