@@ -3,10 +3,12 @@
     torchrun --nproc_per_node 2 tests/fsdp_worker.py build --out DIR [--device cpu|cuda]
     python tests/fsdp_worker.py load --out DIR            # world size 1, reads DIR's checkpoints
 
-``build`` builds ``big_mlp`` at a reduced width (and the tie, shared-module and
-BatchNorm models) sharded over every rank, compares the gathered weights with
-the single-process ``modelfactory.build`` bit for bit, checks gradients, the
-memory per rank and a refused tie layout, then saves DCP checkpoints into DIR.
+``build`` builds ``big_mlp`` at a reduced width (and the tie, shared-module,
+BatchNorm and uneven models) sharded over every rank, compares the gathered
+weights and the forward output with the single-process ``modelfactory.build``
+bit for bit, checks gradients, the memory per rank and a refused tie layout,
+saves DCP checkpoints into DIR and loads them back (and a 1-process checkpoint
+resharded over every rank).
 ``load`` loads them sharded over its own ranks and compares again. Every check
 is an assert; rank 0 writes ``DIR/<phase>-<world>.json`` with what it measured.
 """
@@ -40,7 +42,12 @@ from modelfactory.distributed import (  # noqa: E402
     rank,
     world_size,
 )
-from modelfactory.io.dcp import dcp_to_safetensors, load_dcp, save_dcp  # noqa: E402
+from modelfactory.io.dcp import (  # noqa: E402
+    dcp_to_safetensors,
+    load_dcp,
+    safetensors_to_dcp,
+    save_dcp,
+)
 
 SEED = 1234
 TIED_RULE = [{"module": "head", "param": "weight", "scheme": "normal", "std": 0.5}]
@@ -124,12 +131,19 @@ def gradients(device: str, spec: object, shard: list, init: object) -> None:
 
 def build_phase(out: Path, device: str) -> dict:
     report: dict = {"world": world_size()}
+    # first, so that no memory freed by earlier builds is reused and hides what this one holds
+    report["memory"] = gather_objects(memory_check(device))
     for name, spec, shard, init in cases(device):
         model = build_sharded(spec, shard=shard, device=device, seed=SEED, init=init)
-        want = (
-            mf.build(spec, device=device, seed=SEED, init=init).state_dict() if rank() == 0 else {}
-        )
+        ref = mf.build(spec, device=device, seed=SEED, init=init) if rank() == 0 else None
+        want = ref.state_dict() if ref is not None else {}
         compare(name, full_state_dict(model), want)
+        x = make_input(model.modelfactory_info.spec.input, seed=9, device=device)
+        model.eval()  # BatchNorm: running statistics, as the reference below
+        with torch.no_grad():
+            out_x = model(x)  # every rank: the forward gathers each unit from all of them
+            if ref is not None:
+                assert torch.equal(out_x, ref.eval()(x)), f"{name}: forward output differs"
         if name == "tied_lm":
             assert model.head.weight is model.embedding.weight, "tie kept on the shards"
         if name in ("big_mlp", "tied_lm"):
@@ -140,14 +154,16 @@ def build_phase(out: Path, device: str) -> dict:
                 single = dcp_to_safetensors(out / f"{name}.dcp", out / f"{name}.safetensors")
                 loaded = mf.load(single, device=device).state_dict()
                 assert all(bits_equal(loaded[k], want[k]) for k in want), name
+                safetensors_to_dcp(single, out / f"{name}-1.dcp", overwrite=True)  # world size 1
             broadcast_object(None)
+            resharded = load_dcp(out / f"{name}-1.dcp", shard=shard, device=device)
+            compare(f"{name} (1-process DCP resharded)", full_state_dict(resharded), want)
     gradients(device, big_mlp(96), ["*"], MLP_RULES)
     try:
         build_sharded(cases(device)[1][1], shard=["embedding"], device=device, seed=SEED)
         raise AssertionError("a tie split across FSDP units was not refused")
     except ShardError as err:
         report["refused"] = str(err)
-    report["memory"] = gather_objects(memory_check(device))
     return report
 
 

@@ -16,6 +16,7 @@ import torch
 from conftest import CONF, ROOT, torchrun
 
 import modelfactory as mf
+from modelfactory.builder.forward import make_input
 from modelfactory.io.dcp import load_dcp, read_dcp
 
 WORKER = ROOT / "tests" / "fsdp_worker.py"
@@ -104,7 +105,7 @@ def test_run_py_parallel_fsdp_under_torchrun(tmp_path):
     spec["blocks"]["layer"][0].update(in_features=64, out_features=64)
     spec["input"]["shape"] = [2, 64]
     ref = mf.build(spec, seed=0)
-    out = ref(mf.builder.forward.make_input(ref.modelfactory_info.spec.input, seed=0))
+    out = ref(make_input(ref.modelfactory_info.spec.input, seed=0))
     assert metrics["output"]["mean"] == pytest.approx(out.mean().item(), rel=1e-6)
     loaded = load_dcp(tmp_path / "model.dcp")
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in ref.state_dict().items())
