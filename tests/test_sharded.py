@@ -240,3 +240,18 @@ def test_an_edited_record_is_refused(tied_dir, tmp_path):
         load_dcp(edited)
     with pytest.raises(CheckpointError, match="is not a directory"):
         load_dcp(tmp_path / "nothing.dcp")
+
+
+def test_resume_sees_a_complete_dcp_checkpoint(tied_dir, tmp_path):
+    import json
+    import shutil
+
+    from modelfactory.app.summary import incomplete_reason
+
+    job = tmp_path / "job"
+    shutil.copytree(tied_dir, job / "model.dcp")
+    metrics = {"status": "ok", "config_sha256": "x", "strategy": "fsdp", "device": "cpu"}
+    (job / "metrics.json").write_text(json.dumps(metrics))
+    assert incomplete_reason(job, "x") is None
+    (job / "model.dcp" / ".metadata").unlink()
+    assert "did not finish" in incomplete_reason(job, "x")

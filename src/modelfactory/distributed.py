@@ -151,10 +151,17 @@ def process_group(device: torch.device, backend: str = "auto") -> Iterator[Launc
     name = _backend(device, backend)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    if env.launcher == "single":
-        dist.init_process_group(name, store=dist.HashStore(), rank=0, world_size=1)
-    else:
-        dist.init_process_group(name, device_id=device if device.type == "cuda" else None)
+    try:
+        if env.launcher == "single":
+            dist.init_process_group(name, store=dist.HashStore(), rank=0, world_size=1)
+        else:
+            dist.init_process_group(name, device_id=device if device.type == "cuda" else None)
+    except (RuntimeError, ValueError) as err:
+        raise ModelFactoryError(
+            f"parallel: could not join the process group ({env.launcher}, backend {name}, rank "
+            f"{env.rank} of {env.world_size}): {str(err)[:300]}. Check that every rank was "
+            "started with the same command and can reach MASTER_ADDR:MASTER_PORT."
+        ) from err
     try:
         yield env
     finally:
