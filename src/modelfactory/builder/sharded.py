@@ -33,7 +33,7 @@ from torch import nn
 from ..checker.limits import enforce_parameter_budget
 from ..checker.shapes import CheckedSpec
 from ..devices import resolve_device
-from ..distributed import device_mesh, world_size
+from ..distributed import device_mesh
 from ..errors import ConfigProblem
 from ..pipeline import (
     InitLike,
@@ -177,7 +177,7 @@ def assemble_sharded(
     fork = [draw_device.index or 0] if draw_device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork), torch.no_grad():
         for path, layer, scratch in layers:
-            _init_layer(path, layer, scratch, seed, draw_device, tied_away | set(by_rule))
+            _init_layer(path, layer, scratch, seed, draw_device, tied_away | by_rule)
         for name, labeled in jobs:
             _init_by_rule(model.get_parameter(name), name, labeled, seed, draw_device)
 
@@ -188,7 +188,7 @@ def assemble_sharded(
         init=[{"path": r.path, **r.rule.model_dump()} for r in rules],
         facts={
             "strategy": "fsdp",
-            "world_size": world_size(),
+            "world_size": mesh.size(),
             "units": plan.labels,
             "reshard_after_forward": reshard_after_forward,
             "cpu_generator": bool(init_spec.cpu_generator and target.type != "cpu"),
@@ -197,7 +197,7 @@ def assemble_sharded(
         report=report,
     )
     model.modelfactory_shard_plan = plan
-    log.debug("built %s sharded over %d rank(s) on %s", type(model).__name__, world_size(), target)
+    log.debug("built %s sharded over %d rank(s) on %s", type(model).__name__, mesh.size(), target)
     return model
 
 
