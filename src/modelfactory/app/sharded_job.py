@@ -105,7 +105,7 @@ def run_sharded_job(
         leader = rank() == 0
         spec = checked.spec
         start = time.perf_counter()
-        model = build_sharded(checked, shard=parallel, device=device, seed=int(cfg.seed), init=init)
+        model = build_sharded(checked, shard=parallel, device=device, seed=_seed(cfg), init=init)
         timings["build_s"] = time.perf_counter() - start
         info = model.modelfactory_info
         if leader and cfg.get("print_model", True):
@@ -114,7 +114,7 @@ def run_sharded_job(
             print(format_parameter_table(model), end="\n\n")
             print(format_init_report(info.init_report), end="\n\n")
 
-        x = make_input(spec.input, seed=int(cfg.seed), device=device)
+        x = make_input(spec.input, seed=_seed(cfg), device=device)
         result = run_forward(model, x)  # the same input on every rank
         timings["forward_s"] = result.seconds
         stats = result.output_stats()
@@ -159,7 +159,7 @@ def run_sharded_job(
             "init": (init or {}).get("name") if isinstance(init, dict) else None,
             "strategy": "fsdp",
             "device": str(device),
-            "seed": int(cfg.seed),
+            "seed": _seed(cfg),
             "input_shape": list(spec.input.shape),
             "output": stats,
             "parameters": parameter_counts(model),
@@ -179,3 +179,9 @@ def run_sharded_job(
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         print(f"wrote {out}")
         return metrics
+
+
+def _seed(cfg: DictConfig) -> int:
+    from .job import job_seed  # job imports this module lazily; the seed check lives there
+
+    return job_seed(cfg)

@@ -24,7 +24,7 @@ from ..errors import CheckpointError, ModelFactoryError
 from ..safety.json_bounded import loads_bounded
 from ..sharing import tensor_groups, unique_state
 from ..spec.model import ModelSpec
-from ..spec.validate import validate_data
+from ..spec.validate import check_data_shape, refuse_interpolation, validate_data
 from ..spec.yaml_reader import MAX_BYTES, MAX_DEPTH
 from .atomic import atomic_path
 from .safetensors_file import SafetensorsHeader, read_header, read_into, write_safetensors
@@ -252,6 +252,8 @@ def stored_from_metadata(
 def spec_from_data(data: Any, path: str | Path) -> ModelSpec:
     """Validate the architecture stored in a checkpoint's metadata."""
     try:
+        check_data_shape(data, root="checkpoint.spec")  # bounded before walking it
+        refuse_interpolation(data, root="checkpoint.spec")
         return validate_data(data, root="checkpoint.spec")
     except ModelFactoryError as err:
         raise CheckpointError(
