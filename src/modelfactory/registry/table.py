@@ -8,6 +8,7 @@ are built into modules lives elsewhere; a model file can only *name* entries.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -56,6 +57,10 @@ class _Entry:
     target: Callable[..., Any]
     explicit_args_model: type[BaseModel] | None = None
     constraints: Mapping[str, Constraint] = field(default_factory=dict)
+    # made on first use instead of deriving from the signature: for models that
+    # need a later import (a nested layer node) or a documented signature that
+    # the target hides behind ``*args, **kwargs`` (LSTM)
+    args_model_factory: Callable[[], type[BaseModel]] | None = None
     _args_model: type[BaseModel] | None = field(default=None, init=False, repr=False)
     _origin: str | None = field(default=None, init=False, repr=False)
 
@@ -78,6 +83,8 @@ class _Entry:
     @property
     def args_model(self) -> type[BaseModel]:
         """The pydantic model of this entry's config arguments (derived lazily)."""
+        if self._args_model is None and self.args_model_factory is not None:
+            self._args_model = self.args_model_factory()
         if self._args_model is None:
             self._args_model = self.explicit_args_model or args_model_from_signature(
                 self.target,
@@ -102,6 +109,14 @@ class LayerEntry(_Entry):
     # output shape from input shapes and arguments (see registry/symbolic.py);
     # None: the shape check runs the layer on the meta device instead
     infer: ShapeRule | None = None
+    # builds the module from validated arguments when ``target(**args)`` cannot
+    # (an argument that is itself a layer node, built first); ``target`` stays
+    # the class, which init rules match with isinstance
+    factory: Callable[..., Any] | None = None
+
+    def instantiate(self, args: Mapping[str, Any]) -> Any:
+        """The module for validated ``args``: ``factory(**args)`` if declared, else ``target(**args)``."""
+        return (self.factory or self.target)(**args)
 
 
 @dataclass
@@ -114,6 +129,9 @@ class OpEntry(_Entry):
     """
 
     arity: int | None = 1
+    # inputs that must be given when trailing positional ones are optional
+    # (scaled_dot_product_attention's attn_mask); None: exactly ``arity``
+    min_arity: int | None = None
     infer: ShapeRule | None = None  # as for layers
     _keyword_only = True
     _suffix = "OpArgs"
@@ -149,8 +167,9 @@ E = TypeVar("E", bound=_Entry)
 class Registry(Generic[E]):
     """A table of names for one kind of thing (layers, ops or inits)."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, how_to_add: str = "") -> None:
         self.kind = kind
+        self.how_to_add = how_to_add  # the last sentence of an unknown-name error
         self._entries: dict[str, E] = {}
 
     def add(self, entry: E) -> E:
@@ -178,7 +197,18 @@ class Registry(Generic[E]):
 
     def unknown_message(self, name: str) -> str:
         """The standard message for an unknown name: closest names, and how to add one."""
-        return f"unknown {self.kind} '{name}'.{did_you_mean(name, self._entries)} {self.how_to_add}"
+        hint = did_you_mean(name, self._entries)
+        close = [
+            c
+            for c in difflib.get_close_matches(name[:64], self._entries, n=4, cutoff=0.5)
+            if f"'{c}'" not in hint
+        ]
+        if close:
+            label = "Other close" if hint else "Closest"
+            hint += f" {label} {self.kind}s: {', '.join(close)}."
+        elif not hint:
+            hint = f" No {self.kind} has a similar name."
+        return f"unknown {self.kind} '{name}'.{hint} {self.how_to_add}".rstrip()
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
@@ -191,9 +221,22 @@ class Registry(Generic[E]):
         return sorted(self._entries)
 
 
-LAYERS: Registry[LayerEntry] = Registry("layer")
-OPS: Registry[OpEntry] = Registry("op")
-INITS: Registry[InitEntry] = Registry("init")
+LAYERS: Registry[LayerEntry] = Registry(
+    "layer",
+    "To add one, register an nn.Module class with @modelfactory.register_layer in a plugin "
+    "module; `modelfactory ls layers` lists the available layers.",
+)
+OPS: Registry[OpEntry] = Registry(
+    "op",
+    "To add one, register a function with @modelfactory.register_op in a plugin module "
+    "(positional parameters are tensor inputs, keyword-only ones are arguments); "
+    "`modelfactory ls ops` lists the available ops with their arguments.",
+)
+INITS: Registry[InitEntry] = Registry(
+    "init",
+    "To add one, register a function with @modelfactory.register_init in a plugin module; "
+    "`modelfactory ls inits` lists the available init schemes.",
+)
 
 T = TypeVar("T", bound=Callable[..., Any])
 
@@ -280,6 +323,7 @@ def register_op(
         params = inspect.signature(fn).parameters.values()
         positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         variadic = any(p.kind is p.VAR_POSITIONAL for p in params)
+        required = sum(1 for p in positional if p.default is p.empty)
         return OPS.add(
             OpEntry(
                 op_name,
@@ -287,6 +331,7 @@ def register_op(
                 explicit_args_model=args_model,
                 constraints=dict(constraints or {}),
                 arity=None if variadic else len(positional),
+                min_arity=None if variadic or required == len(positional) else required,
                 infer=infer,
             )
         )

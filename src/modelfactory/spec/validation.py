@@ -205,6 +205,15 @@ def placeholder_problems(values: dict[str, Any], scope: Scope) -> list[dict[str,
     return problems
 
 
+def _found(value: Any, limit: int = 120) -> str:
+    """``repr(value)``, cut short: a value may be a megabyte-long string."""
+    text = repr(value) if not isinstance(value, str) or len(value) <= limit else repr(value[:limit])
+    if len(text) > limit:
+        size = f", {len(value):,} characters" if isinstance(value, str) else ""
+        return f"{text[:limit]}... (cut{size})"
+    return text
+
+
 def validate_arguments(
     model: type[BaseModel],
     args: dict[str, Any],
@@ -246,9 +255,7 @@ def validate_arguments(
                 msg = f"unknown argument '{key}' for {owner}.{did_you_mean(str(key), fields)} {owner} takes: {', '.join(fields) or 'no arguments'}."
             else:
                 text = d["msg"].removeprefix("Value error, ")
-                msg = (
-                    f"invalid value for {owner} argument '{key}': {text} (found {d.get('input')!r})"
-                )
+                msg = f"invalid value for {owner} argument '{key}': {text} (found {_found(d.get('input'))})"
             problems.append(problem(d["type"], msg, loc, d.get("input")))
         return args, problems
     clean = validated.model_dump(exclude_unset=True)
