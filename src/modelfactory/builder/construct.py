@@ -157,7 +157,7 @@ class _Builder:
             # one layer's values never depend on another's.
             seed_default_generator(self.device, derive_seed(self.seed, layer_stream(where)))
         try:
-            module = entry.target(**node.args)
+            module = entry.instantiate(node.args)
         except Exception as err:  # torch's own argument checks, in its own words
             problem = ConfigProblem(
                 format_path(path), f"{node.type}({_call_args(node.args)}) failed: {err}"

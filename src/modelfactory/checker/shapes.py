@@ -118,7 +118,7 @@ class _DryRun:
                 ],
             ) from None
         with torch.device("meta"):
-            layer = LAYERS.get(node.type).target(**complete.args)
+            layer = LAYERS.get(node.type).instantiate(complete.args)
         self.inferred[deferred.path] = values
         self.layers[deferred.path] = layer
         self.config_paths[id(layer)] = deferred.path

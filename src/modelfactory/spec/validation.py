@@ -247,7 +247,10 @@ def validate_arguments(
         for d in err.errors():
             loc = tuple(d["loc"])
             key = loc[0] if loc else "?"
-            if d["type"] == "missing":
+            if len(loc) > 1 and "message" in (d.get("ctx") or {}):
+                # a nested layer node's own problem (TransformerEncoder's encoder_layer), worded there
+                msg = d["msg"]
+            elif d["type"] == "missing":
                 if key in placeholders or key in inferable:
                     continue
                 msg = f"missing required argument '{key}' for {owner}"
