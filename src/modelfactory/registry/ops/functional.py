@@ -149,6 +149,7 @@ def pad(
 
 
 # --- interpolate -------------------------------------------------------------------------
+Scale = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
 _INTERP_NDIM = {"linear": (3,), "bilinear": (4,), "bicubic": (4,), "trilinear": (5,)}
 
 
@@ -203,7 +204,7 @@ def interpolate(
     input: Tensor,
     *,
     size: Int64 | list[Int64] | None = None,
-    scale_factor: float | list[float] | None = None,
+    scale_factor: Scale | list[Scale] | None = None,
     mode: Literal[
         "nearest", "linear", "bilinear", "bicubic", "trilinear", "area", "nearest-exact"
     ] = "nearest",
