@@ -269,7 +269,9 @@ def test_recurrent_layers_take_their_documented_arguments():
     assert [(k, v.shape) for k, v in model.state_dict().items()] == [
         (k, v.shape) for k, v in reference.state_dict().items()
     ]
-    out, (h, c) = model(_f(2, 5, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # LSTM with projections is not supported with oneDNN
+        out, (h, c) = model(_f(2, 5, 4))
     assert out.shape == (2, 5, 3) and h.shape == (2, 2, 3) and c.shape == (2, 2, 8)
 
 
@@ -387,7 +389,12 @@ def test_init_rules_reach_layers_built_from_nested_nodes():
         "input": {"shape": [2, 5, 8]},
         "network": {
             "type": "TransformerEncoder",
-            "encoder_layer": {"type": "TransformerEncoderLayer", "d_model": 8, "nhead": 2},
+            "encoder_layer": {
+                "type": "TransformerEncoderLayer",
+                "d_model": 8,
+                "nhead": 2,
+                "batch_first": True,
+            },
             "num_layers": 1,
         },
         "init": [{"type": "Linear", "param": "bias", "scheme": "zeros"}],
@@ -397,3 +404,32 @@ def test_init_rules_reach_layers_built_from_nested_nodes():
         p for n, p in model.named_parameters() if n.endswith(("linear1.bias", "linear2.bias"))
     ]
     assert len(biases) == 2 and all(torch.count_nonzero(b) == 0 for b in biases)
+
+
+def test_block_parameters_reach_a_nested_layer_node():
+    body = {
+        "type": "TransformerEncoder",
+        "encoder_layer": {
+            "type": "TransformerEncoderLayer",
+            "d_model": {"param": "width"},
+            "nhead": 2,
+            "batch_first": True,
+        },
+        "num_layers": 1,
+    }
+    spec = {
+        "input": {"shape": [2, 5, 16]},
+        "blocks": {"Encoder": {"params": {"width": None}, "body": body}},
+        "network": {"block": "Encoder", "with": {"width": 16}},
+    }
+    model = mf.build(spec)
+    assert model.layers[0].self_attn.embed_dim == 16
+    spec["network"]["with"] = {"width": -16}
+    with pytest.raises(mf.ModelFactoryError) as info:
+        mf.build(spec)
+    (p,) = info.value.problems
+    assert p.path == "blocks.Encoder.body.encoder_layer.d_model"
+    assert (
+        "must be a positive size (found -16) (in the instance at network.encoder_layer.d_model)"
+        in p.message
+    )

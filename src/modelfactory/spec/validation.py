@@ -278,7 +278,8 @@ def validate_arguments(
                 )
             )
     try:
-        validated = model.model_validate(concrete)
+        # the scope reaches layer nodes nested in an argument (TransformerEncoder's encoder_layer)
+        validated = model.model_validate(concrete, context=scope_context(scope))
     except ValidationError as err:
         for d in _one_per_union(model, err.errors()):
             loc = tuple(d["loc"])
