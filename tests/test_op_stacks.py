@@ -6,7 +6,9 @@ that three answers agree on the output's shape and dtype:
 
 - the ops' registered shape rules, composed step by step (no tensor anywhere);
 - the model built from the file and run on a real CPU input;
-- the pipeline's shape check (``modelfactory.check``).
+- the pipeline's shape check (``modelfactory.check``), which evaluates the
+  spec with those rules (so this also checks how it threads values, tuples and
+  names through a composite).
 
 Examples: OP_STACKS_EXAMPLES (default 30), derandomized.
 """

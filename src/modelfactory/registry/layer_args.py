@@ -161,28 +161,32 @@ def _transformer_decoder_args() -> type[BaseModel]:
     return _transformer_args("TransformerDecoder", "decoder_layer")
 
 
-def build_nested(node: Mapping[str, Any] | None) -> nn.Module | None:
-    """Build a validated nested layer node (``{type: ..., **args}``); ``None`` stays ``None``."""
+def build_nested(node: Mapping[str, Any] | None, device: Any) -> nn.Module | None:
+    """Build a validated nested layer node (``{type: ..., **args}``) on ``device``; ``None`` stays."""
     if node is None:
         return None
     args = dict(node)
-    return LAYERS.get(args.pop("type")).instantiate(args)
+    return LAYERS.get(args.pop("type")).make(args, device)
 
 
-def _transformer_encoder(
-    *, encoder_layer: Mapping[str, Any], norm: Mapping[str, Any] | None = None, **rest: Any
-) -> nn.TransformerEncoder:
-    return nn.TransformerEncoder(build_nested(encoder_layer), norm=build_nested(norm), **rest)
+def _transformer_encoder(args: dict[str, Any], device: Any) -> nn.TransformerEncoder:
+    rest = dict(args)
+    layer = build_nested(rest.pop("encoder_layer"), device)
+    norm = build_nested(rest.pop("norm", None), device)
+    return nn.TransformerEncoder(layer, norm=norm, **rest)
 
 
-def _transformer_decoder(
-    *, decoder_layer: Mapping[str, Any], norm: Mapping[str, Any] | None = None, **rest: Any
-) -> nn.TransformerDecoder:
-    return nn.TransformerDecoder(build_nested(decoder_layer), norm=build_nested(norm), **rest)
+def _transformer_decoder(args: dict[str, Any], device: Any) -> nn.TransformerDecoder:
+    rest = dict(args)
+    layer = build_nested(rest.pop("decoder_layer"), device)
+    norm = build_nested(rest.pop("norm", None), device)
+    return nn.TransformerDecoder(layer, norm=norm, **rest)
 
 
 # layer name -> (makes its argument model, builds the module from validated args)
-NESTED_LAYER_ARGS: dict[str, tuple[Callable[[], type[BaseModel]], Callable[..., nn.Module]]] = {
+NESTED_LAYER_ARGS: dict[
+    str, tuple[Callable[[], type[BaseModel]], Callable[[dict[str, Any], Any], nn.Module]]
+] = {
     "TransformerEncoder": (_transformer_encoder_args, _transformer_encoder),
     "TransformerDecoder": (_transformer_decoder_args, _transformer_decoder),
 }

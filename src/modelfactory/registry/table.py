@@ -16,7 +16,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 
-from ..errors import RegistryError, did_you_mean
+from ..errors import MAX_SUGGESTION_LENGTH, RegistryError, did_you_mean
 from .signatures import args_model_from_signature
 from .symbolic import ShapeRule
 
@@ -110,13 +110,42 @@ class LayerEntry(_Entry):
     # None: the shape check runs the layer on the meta device instead
     infer: ShapeRule | None = None
     # builds the module from validated arguments when ``target(**args)`` cannot
-    # (an argument that is itself a layer node, built first); ``target`` stays
-    # the class, which init rules match with isinstance
-    factory: Callable[..., Any] | None = None
+    # (an argument that is itself a layer node, built first): ``factory(args,
+    # device)``; ``target`` stays the class, which init rules match with isinstance
+    factory: Callable[[dict[str, Any], Any], Any] | None = None
+    # arguments that make the constructor build that many submodules (an int, or
+    # a list's length): counted before anything is constructed, even on meta
+    builds_per: tuple[str, ...] = ()
 
-    def instantiate(self, args: Mapping[str, Any]) -> Any:
-        """The module for validated ``args``: ``factory(**args)`` if declared, else ``target(**args)``."""
-        return (self.factory or self.target)(**args)
+    def make(self, args: dict[str, Any], device: Any) -> Any:
+        """Construct the layer with its tensors on ``device``.
+
+        A declared ``factory`` builds it (nested layer nodes first); torch.nn
+        layers take ``device=`` themselves; others are built inside a
+        ``torch.device`` context, which routes every call through a function
+        mode (slower, and on first use it imports torch._dynamo: 1.4 s).
+        """
+        if self.factory is not None:
+            return self.factory(args, device)
+        if self.takes_device:
+            return self.target(**args, device=device)
+        import torch
+
+        with torch.device(device):
+            return self.target(**args)
+
+    @property
+    def takes_device(self) -> bool:
+        """True if the constructor accepts ``device=`` (every factory-kwargs torch.nn layer)."""
+        if self._takes_device is None:
+            try:
+                params = inspect.signature(self.target).parameters
+                self._takes_device = "device" in params
+            except (TypeError, ValueError):
+                self._takes_device = False
+        return self._takes_device
+
+    _takes_device: bool | None = field(default=None, init=False, repr=False)
 
 
 @dataclass
@@ -197,12 +226,16 @@ class Registry(Generic[E]):
 
     def unknown_message(self, name: str) -> str:
         """The standard message for an unknown name: closest names, and how to add one."""
-        hint = did_you_mean(name, self._entries)
-        close = [
-            c
-            for c in difflib.get_close_matches(name[:64], self._entries, n=4, cutoff=0.5)
-            if f"'{c}'" not in hint
-        ]
+        hint = did_you_mean(name, self._entries)  # bounded work (errors.py)
+        close = (
+            []
+            if len(name) > MAX_SUGGESTION_LENGTH
+            else [
+                c
+                for c in difflib.get_close_matches(name, self._entries, n=4, cutoff=0.5)
+                if f"'{c}'" not in hint
+            ]
+        )
         if close:
             label = "Other close" if hint else "Closest"
             hint += f" {label} {self.kind}s: {', '.join(close)}."

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import Field, model_serializer, model_validator
 from pydantic_core import PydanticCustomError
 
-from ..errors import did_you_mean
+from ..errors import MAX_SUGGESTIONS, did_you_mean, listing
 from ..registry import OPS
 from .validation import Frozen, Scope, problem, split_flat, validate_arguments
 
@@ -116,6 +116,11 @@ def classify_step(
     return step.model_copy(update={"args": clean})
 
 
+def _hint(name: str, defined: Collection[str], problems: list[dict[str, Any]]) -> str:
+    # suggestions for the problems that will be shown; past those, no more work
+    return did_you_mean(name, defined) if len(problems) < MAX_SUGGESTIONS else ""
+
+
 def check_dataflow(
     inputs: tuple[str, ...],
     constants: Collection[str],
@@ -126,6 +131,7 @@ def check_dataflow(
     """Names used before defined, produced twice, arity, and unused values."""
     defined: dict[str, str] = {name: "input" for name in inputs}
     defined.update({name: "constant" for name in constants})
+    named = list(defined)  # the user's own names, in order (listed in errors)
     used: set[str] = set()
     current = inputs[0]
     for index, step in enumerate(steps):
@@ -136,8 +142,8 @@ def check_dataflow(
                 problems.append(
                     problem(
                         "undefined_value",
-                        f"input '{name}' is not defined before this step.{did_you_mean(name, defined)}"
-                        f" Defined so far: {', '.join(n for n in defined if not n.startswith('%')) or 'none'}.",
+                        f"input '{name}' is not defined before this step.{_hint(name, defined, problems)}"
+                        f" Defined so far: {listing(named)}.",
                         loc + ("in",),
                         name,
                     )
@@ -180,6 +186,8 @@ def check_dataflow(
                         name,
                     )
                 )
+            if name not in defined:
+                named.append(name)
             defined[name] = f"output of step {index}"
         current = produced[0] if len(produced) == 1 else f"%{index}"
         if len(produced) > 1:
@@ -192,7 +200,7 @@ def check_dataflow(
             problems.append(
                 problem(
                     "undefined_value",
-                    f"output '{name}' is never produced.{did_you_mean(name, defined)}",
+                    f"output '{name}' is never produced.{_hint(name, defined, problems)}",
                     ("outputs",),
                     name,
                 )
