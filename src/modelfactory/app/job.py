@@ -23,6 +23,7 @@ from ..errors import SpecError
 from ..io.checkpoint import save
 from ..pipeline import build, check
 from ..registry.plugins import load_plugins
+from ..spec.parallel import to_parallel_spec
 from ..spec.validate import load_spec_file, plain_data, validate_data
 from ..spec.yaml_reader import SourceMap, load_yaml_file
 from ..tables import (
@@ -85,6 +86,24 @@ def run_job(cfg: DictConfig, *, conf_dir: Path | None = None) -> dict[str, Any]:
     timings["validate_s"] = time.perf_counter() - start
 
     init = plain_data(cfg.get("init")) if cfg.get("init") is not None else None
+    parallel = to_parallel_spec(cfg.get("parallel"))
+    if parallel.strategy == "fsdp":
+        from .sharded_job import run_sharded_job  # torch.distributed only when asked for
+
+        extra = {
+            "overrides": list(hydra_cfg.overrides.task),
+            "config_sha256": config_digest(OmegaConf.to_container(cfg, resolve=True)),
+        }
+        return run_sharded_job(
+            cfg,
+            parallel,
+            checked,
+            init,
+            output_dir=output_dir,
+            label=label,
+            timings=timings,
+            extra=extra,
+        )
     start = time.perf_counter()
     with DelayedProgress("initialising") as progress:
         model = build(checked, device=cfg.device, seed=int(cfg.seed), init=init, progress=progress)

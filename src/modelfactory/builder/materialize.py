@@ -19,7 +19,13 @@ from ..spec.nodes import LayerNode
 from ..spec.walk import fold
 from .construct import BuildRecord, fill_constant
 
-__all__ = ["estimate_parameters", "meta_safe", "materialize", "META_THRESHOLD"]
+__all__ = [
+    "estimate_parameters",
+    "meta_safe",
+    "materialize",
+    "has_unsaved_buffers",
+    "META_THRESHOLD",
+]
 
 # Above this estimated parameter count the meta path is worth it: the default
 # init pass it saves costs more than constructing twice (see docs/benchmarks.md).
@@ -108,3 +114,8 @@ def materialize(
     for owner, name, constant, stream in record.constants:
         owner._buffers[name] = fill_constant(constant, seed=seed, stream=stream, device=device)
     return model
+
+
+def has_unsaved_buffers(layer: nn.Module) -> bool:
+    """True if a layer holds non-persistent buffers, which no checkpoint restores."""
+    return any(m._non_persistent_buffers_set for m in layer.modules())
