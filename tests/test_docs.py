@@ -42,3 +42,47 @@ def test_yaml_example_validates_and_builds(text):
     out = model(make_input(spec.input, seed=0))
     outs = out if isinstance(out, tuple) else (out,)
     assert all(torch.isfinite(o).all() for o in outs)
+
+
+def _forward_ops(node) -> set[str]:
+    """Names of the ops a model file's composites use (``{op: x}`` steps and bare op names)."""
+    from modelfactory.registry import OPS
+
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for step in node.get("forward") or ():
+            if isinstance(step, dict) and "op" in step:
+                found.add(step["op"])
+            elif isinstance(step, str) and step in OPS:
+                found.add(step)
+        for value in node.values():
+            found |= _forward_ops(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= _forward_ops(item)
+    return found
+
+
+def test_every_builtin_op_is_documented_with_an_example():
+    """docs/language.md lists every built-in op with its arguments, and uses each in an
+    example model file (which test_yaml_example_validates_and_builds builds and runs)."""
+    from modelfactory.registry import OPS
+
+    text = (ROOT / "docs" / "language.md").read_text()
+    builtin = [
+        n
+        for n in OPS.names()
+        if OPS.get(n).target.__module__.startswith("modelfactory.registry.ops.")
+    ]
+    used: set[str] = set()
+    for match in FENCE.finditer(text):
+        used |= _forward_ops(yaml.safe_load(match.group(1)))
+    assert sorted(set(builtin) - used) == []
+    table = text[
+        text.index("## Ops") : text.index("## Recurrent, attention and transformer layers")
+    ]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    for name in builtin:
+        (row,) = [r for r in rows if f"`{name}`" in r.split("|")[1]]
+        for argument in OPS.get(name).args_model.model_fields:
+            assert f"`{argument}`" in row, (name, argument)

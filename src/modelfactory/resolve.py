@@ -77,7 +77,15 @@ def needs_expansion(spec: ModelSpec) -> bool:
 
 
 def _substitute(values: dict[str, Any], env: dict[str, Any]) -> dict[str, Any]:
-    return {k: env[v["param"]] if is_placeholder(v) else v for k, v in values.items()}
+    """Placeholders replaced by their values, also inside a nested layer node's arguments."""
+    return {
+        k: env[v["param"]]
+        if is_placeholder(v)
+        else _substitute(v, env)
+        if isinstance(v, dict)
+        else v
+        for k, v in values.items()
+    }
 
 
 class _Expander:

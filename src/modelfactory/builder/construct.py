@@ -160,7 +160,7 @@ class _Builder:
         try:
             module = (
                 entry.target(**node.args)
-                if self.on_default_device
+                if self.on_default_device and entry.factory is None
                 else entry.make(node.args, self.device)
             )
         except Exception as err:  # torch's own argument checks, in its own words

@@ -15,12 +15,15 @@ import inspect
 import torch
 from torch import Tensor, nn
 
+from .layer_args import NESTED_LAYER_ARGS, RECURRENT_ARGS
 from .layer_rules import LAYER_RULES
 from .table import LAYERS, Constraint, LayerEntry, register_layer
 
 __all__ = ["CenteredLayer", "MyLinear", "register_torch_layers", "NOT_LAYERS"]
 
-# torch.nn classes that are not layers a model file can name, and why.
+# torch.nn classes that are not layers a model file can name, and why. Every
+# other public nn.Module subclass of torch.nn is registered (tests/test_layers.py
+# walks them all; docs/language.md lists these).
 NOT_LAYERS = {
     "Module": "the base class; a model file names concrete layers",
     "Sequential": "written as a list (or {sequential: {...}}) in the language",
@@ -29,7 +32,29 @@ NOT_LAYERS = {
     "ParameterList": "a composite declares its tensors under constants:",
     "ParameterDict": "a composite declares its tensors under constants:",
     "Container": "a deprecated base class",
-    "LazyModuleMixin": "a mixin, not a layer",
+    "RNNBase": "the base class of RNN, LSTM and GRU; name one of those",
+    "RNNCellBase": "the base class of RNNCell, LSTMCell and GRUCell; name one of those",
+    "DataParallel": "wraps a whole built model to split batches across GPUs; not part of an "
+    "architecture (choose the device when building)",
+    **{
+        name: f"lazy modules defeat the meta-device shape check; use {name[4:]} and leave its "
+        "input size out (shape inference fills it in)"
+        for name in (
+            "LazyLinear",
+            "LazyConv1d",
+            "LazyConv2d",
+            "LazyConv3d",
+            "LazyConvTranspose1d",
+            "LazyConvTranspose2d",
+            "LazyConvTranspose3d",
+            "LazyBatchNorm1d",
+            "LazyBatchNorm2d",
+            "LazyBatchNorm3d",
+            "LazyInstanceNorm1d",
+            "LazyInstanceNorm2d",
+            "LazyInstanceNorm3d",
+        )
+    },
 }
 
 _P: Constraint = "positive"
@@ -149,12 +174,15 @@ def register_torch_layers() -> None:
         ):
             continue
         constraints, rule = declared.get(name, ({}, {}))
+        make_args, factory = NESTED_LAYER_ARGS.get(name, (RECURRENT_ARGS.get(name), None))
         LAYERS.add(
             LayerEntry(
                 name,
                 obj,
                 constraints=constraints,
                 shape_rule=dict(rule),
+                args_model_factory=make_args,
+                factory=factory,
                 builds_per=_BUILDS_PER.get(name, ()),
                 infer=LAYER_RULES.get(name),
             )

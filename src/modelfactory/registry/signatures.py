@@ -71,6 +71,8 @@ def _is_config_type(annotation: Any) -> bool:
     origin = typing.get_origin(annotation)
     if origin is Literal:
         return True
+    if origin is Annotated:  # a bounded type (Annotated[int, Field(ge=0)]) inside a list
+        return _is_config_type(typing.get_args(annotation)[0])
     if origin in (Union, types.UnionType):
         return all(_is_config_type(a) for a in typing.get_args(annotation))
     if origin in (tuple, list, collections.abc.Sequence):

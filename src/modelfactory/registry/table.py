@@ -8,6 +8,7 @@ are built into modules lives elsewhere; a model file can only *name* entries.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 
-from ..errors import RegistryError, did_you_mean
+from ..errors import MAX_SUGGESTION_LENGTH, RegistryError, did_you_mean
 from .signatures import args_model_from_signature
 from .symbolic import ShapeRule
 
@@ -56,6 +57,10 @@ class _Entry:
     target: Callable[..., Any]
     explicit_args_model: type[BaseModel] | None = None
     constraints: Mapping[str, Constraint] = field(default_factory=dict)
+    # made on first use instead of deriving from the signature: for models that
+    # need a later import (a nested layer node) or a documented signature that
+    # the target hides behind ``*args, **kwargs`` (LSTM)
+    args_model_factory: Callable[[], type[BaseModel]] | None = None
     _args_model: type[BaseModel] | None = field(default=None, init=False, repr=False)
     _origin: str | None = field(default=None, init=False, repr=False)
 
@@ -78,6 +83,8 @@ class _Entry:
     @property
     def args_model(self) -> type[BaseModel]:
         """The pydantic model of this entry's config arguments (derived lazily)."""
+        if self._args_model is None and self.args_model_factory is not None:
+            self._args_model = self.args_model_factory()
         if self._args_model is None:
             self._args_model = self.explicit_args_model or args_model_from_signature(
                 self.target,
@@ -102,6 +109,10 @@ class LayerEntry(_Entry):
     # output shape from input shapes and arguments (see registry/symbolic.py);
     # None: the shape check runs the layer on the meta device instead
     infer: ShapeRule | None = None
+    # builds the module from validated arguments when ``target(**args)`` cannot
+    # (an argument that is itself a layer node, built first): ``factory(args,
+    # device)``; ``target`` stays the class, which init rules match with isinstance
+    factory: Callable[[dict[str, Any], Any], Any] | None = None
     # arguments that make the constructor build that many submodules (an int, or
     # a list's length): counted before anything is constructed, even on meta
     builds_per: tuple[str, ...] = ()
@@ -109,10 +120,13 @@ class LayerEntry(_Entry):
     def make(self, args: dict[str, Any], device: Any) -> Any:
         """Construct the layer with its tensors on ``device``.
 
-        torch.nn layers take ``device=`` themselves; others are built inside a
+        A declared ``factory`` builds it (nested layer nodes first); torch.nn
+        layers take ``device=`` themselves; others are built inside a
         ``torch.device`` context, which routes every call through a function
         mode (slower, and on first use it imports torch._dynamo: 1.4 s).
         """
+        if self.factory is not None:
+            return self.factory(args, device)
         if self.takes_device:
             return self.target(**args, device=device)
         import torch
@@ -144,6 +158,9 @@ class OpEntry(_Entry):
     """
 
     arity: int | None = 1
+    # inputs that must be given when trailing positional ones are optional
+    # (scaled_dot_product_attention's attn_mask); None: exactly ``arity``
+    min_arity: int | None = None
     infer: ShapeRule | None = None  # as for layers
     _keyword_only = True
     _suffix = "OpArgs"
@@ -179,8 +196,9 @@ E = TypeVar("E", bound=_Entry)
 class Registry(Generic[E]):
     """A table of names for one kind of thing (layers, ops or inits)."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, how_to_add: str = "") -> None:
         self.kind = kind
+        self.how_to_add = how_to_add  # the last sentence of an unknown-name error
         self._entries: dict[str, E] = {}
 
     def add(self, entry: E) -> E:
@@ -207,8 +225,23 @@ class Registry(Generic[E]):
             raise RegistryError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        """The standard message for an unknown name in this registry."""
-        return f"unknown {self.kind} '{name}'.{did_you_mean(name, self._entries)}"
+        """The standard message for an unknown name: closest names, and how to add one."""
+        hint = did_you_mean(name, self._entries)  # bounded work (errors.py)
+        close = (
+            []
+            if len(name) > MAX_SUGGESTION_LENGTH
+            else [
+                c
+                for c in difflib.get_close_matches(name, self._entries, n=4, cutoff=0.5)
+                if f"'{c}'" not in hint
+            ]
+        )
+        if close:
+            label = "Other close" if hint else "Closest"
+            hint += f" {label} {self.kind}s: {', '.join(close)}."
+        elif not hint:
+            hint = f" No {self.kind} has a similar name."
+        return f"unknown {self.kind} '{name}'.{hint} {self.how_to_add}".rstrip()
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
@@ -221,9 +254,22 @@ class Registry(Generic[E]):
         return sorted(self._entries)
 
 
-LAYERS: Registry[LayerEntry] = Registry("layer")
-OPS: Registry[OpEntry] = Registry("op")
-INITS: Registry[InitEntry] = Registry("init")
+LAYERS: Registry[LayerEntry] = Registry(
+    "layer",
+    "To add one, register an nn.Module class with @modelfactory.register_layer in a plugin "
+    "module; `modelfactory ls layers` lists the available layers.",
+)
+OPS: Registry[OpEntry] = Registry(
+    "op",
+    "To add one, register a function with @modelfactory.register_op in a plugin module "
+    "(positional parameters are tensor inputs, keyword-only ones are arguments); "
+    "`modelfactory ls ops` lists the available ops with their arguments.",
+)
+INITS: Registry[InitEntry] = Registry(
+    "init",
+    "To add one, register a function with @modelfactory.register_init in a plugin module; "
+    "`modelfactory ls inits` lists the available init schemes.",
+)
 
 T = TypeVar("T", bound=Callable[..., Any])
 
@@ -310,6 +356,7 @@ def register_op(
         params = inspect.signature(fn).parameters.values()
         positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         variadic = any(p.kind is p.VAR_POSITIONAL for p in params)
+        required = sum(1 for p in positional if p.default is p.empty)
         return OPS.add(
             OpEntry(
                 op_name,
@@ -317,6 +364,7 @@ def register_op(
                 explicit_args_model=args_model,
                 constraints=dict(constraints or {}),
                 arity=None if variadic else len(positional),
+                min_arity=None if variadic or required == len(positional) else required,
                 infer=infer,
             )
         )

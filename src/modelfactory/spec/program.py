@@ -150,12 +150,16 @@ def check_dataflow(
                 )
             used.add(name)
         if step.op is not None:
-            arity = OPS.get(step.op).arity
-            if arity is not None and len(ins) != arity:
+            entry = OPS.get(step.op)
+            arity, least = entry.arity, entry.min_arity
+            if least is None:
+                least = arity
+            if arity is not None and least is not None and not least <= len(ins) <= arity:
+                takes = str(arity) if least == arity else f"{least} to {arity}"
                 problems.append(
                     problem(
                         "arity",
-                        f"op '{step.op}' takes {arity} input(s), found {len(ins)}: {list(ins)}",
+                        f"op '{step.op}' takes {takes} input(s), found {len(ins)}: {list(ins)}",
                         loc + ("in",),
                     )
                 )

@@ -7,6 +7,8 @@ outer ``ValidationError``, so one validation reports everything.
 
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -205,6 +207,49 @@ def placeholder_problems(values: dict[str, Any], scope: Scope) -> list[dict[str,
     return problems
 
 
+def _found(value: Any, limit: int = 120) -> str:
+    """``repr(value)``, cut short: a value may be a megabyte-long string."""
+    text = repr(value) if not isinstance(value, str) or len(value) <= limit else repr(value[:limit])
+    if len(text) > limit:
+        size = f", {len(value):,} characters" if isinstance(value, str) else ""
+        return f"{text[:limit]}... (cut{size})"
+    return text
+
+
+def _union_fields(model: type[BaseModel]) -> frozenset[str]:
+    """Arguments whose type is a union of two or more kinds (``int | list[int]``)."""
+    out = set()
+    for name, info in model.model_fields.items():
+        if typing.get_origin(info.annotation) in (typing.Union, types.UnionType):
+            kinds = [a for a in typing.get_args(info.annotation) if a is not type(None)]
+            if len(kinds) > 1:
+                out.add(name)
+    return frozenset(out)
+
+
+def _one_per_union(model: type[BaseModel], errors: list[Any]) -> list[Any]:
+    """One error per union-typed argument, located at the argument itself.
+
+    pydantic reports a union's failure once per member, under a tag
+    (``size.constrained-int``, ``size.list[constrained-int]``). Keep the
+    member that fits what was written: not a wrong-type error if another
+    remains, then the most specific location (``kernel_size[1]``).
+    """
+    unions = _union_fields(model)
+    kept: list[Any] = []
+    grouped: dict[Any, list[Any]] = {}
+    for d in errors:
+        loc = tuple(d["loc"])
+        if len(loc) >= 2 and loc[0] in unions and isinstance(loc[1], str):
+            grouped.setdefault(loc[0], []).append({**d, "loc": (loc[0],) + loc[2:]})
+        else:
+            kept.append(d)
+    for group in grouped.values():
+        fitting = [d for d in group if not str(d["type"]).endswith("_type")] or group
+        kept.append(max(fitting, key=lambda d: len(d["loc"])))
+    return kept
+
+
 def validate_arguments(
     model: type[BaseModel],
     args: dict[str, Any],
@@ -233,12 +278,16 @@ def validate_arguments(
                 )
             )
     try:
-        validated = model.model_validate(concrete)
+        # the scope reaches layer nodes nested in an argument (TransformerEncoder's encoder_layer)
+        validated = model.model_validate(concrete, context=scope_context(scope))
     except ValidationError as err:
-        for d in err.errors():
+        for d in _one_per_union(model, err.errors()):
             loc = tuple(d["loc"])
             key = loc[0] if loc else "?"
-            if d["type"] == "missing":
+            if len(loc) > 1 and "message" in (d.get("ctx") or {}):
+                # a nested layer node's own problem (TransformerEncoder's encoder_layer), worded there
+                msg = d["msg"]
+            elif d["type"] == "missing":
                 if key in placeholders or key in inferable:
                     continue
                 msg = f"missing required argument '{key}' for {owner}"
@@ -246,9 +295,7 @@ def validate_arguments(
                 msg = f"unknown argument '{key}' for {owner}.{did_you_mean(str(key), fields)} {owner} takes: {', '.join(fields) or 'no arguments'}."
             else:
                 text = d["msg"].removeprefix("Value error, ")
-                msg = (
-                    f"invalid value for {owner} argument '{key}': {text} (found {d.get('input')!r})"
-                )
+                msg = f"invalid value for {owner} argument '{key}': {text} (found {_found(d.get('input'))})"
             problems.append(problem(d["type"], msg, loc, d.get("input")))
         return args, problems
     clean = validated.model_dump(exclude_unset=True)
