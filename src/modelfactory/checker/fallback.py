@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from ..builder.streams import TORCH_DTYPES
 from ..registry import LAYERS
@@ -52,12 +53,37 @@ def _remember(cache: dict[Any, Any], key: Any, value: Any) -> Any:
     return value
 
 
+class _SkipInit(TorchFunctionMode):
+    """Skip in-place fills while constructing on meta, where values do not exist anyway.
+
+    Some fills (``normal_``, for an Embedding) go through torch's Python
+    references on meta tensors, whose first use imports torch._dynamo (1.4 s).
+    """
+
+    # torch.nn.init's functions dispatch to the mode themselves, before the
+    # tensor method they call (which the mode then no longer sees)
+    _FILLS = frozenset(
+        {torch.Tensor.uniform_, torch.Tensor.normal_, torch.Tensor.zero_, torch.Tensor.fill_}
+        | {
+            getattr(nn.init, name)
+            for name in dir(nn.init)
+            if name.endswith("_") and not name.startswith("_")
+        }
+    )
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if func in self._FILLS:
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
 def meta_layer(type_name: str, args: dict[str, Any]) -> nn.Module:
     """The layer built on the meta device (cached; shapes only, no storage)."""
     key = args_key(type_name, args)
     layer = _LAYERS.get(key)
     if layer is None:
-        layer = _remember(_LAYERS, key, LAYERS.get(type_name).make(args, "meta"))
+        with _SkipInit():
+            layer = _remember(_LAYERS, key, LAYERS.get(type_name).make(args, "meta"))
     return layer
 
 
