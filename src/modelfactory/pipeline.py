@@ -42,6 +42,7 @@ from .spec.init_rules import InitSpec
 from .spec.model import ModelSpec
 from .spec.validate import plain_data, problems_from, to_spec
 from .spec.yaml_reader import load_yaml_file
+from .zoo import init_path, is_name
 
 __all__ = ["validate", "check", "build", "load", "to_init_spec", "to_resolved", "to_checked"]
 
@@ -92,12 +93,15 @@ def check(spec: Any) -> CheckedSpec:
 
 
 def to_init_spec(init: InitLike, *, root: str = "init") -> InitSpec:
-    """Accept an :class:`InitSpec`, a mapping ``{rules: [...]}``, a list of rules, or a YAML path."""
+    """Accept an :class:`InitSpec`, a mapping ``{rules: [...]}``, a list of rules, a YAML path,
+    or the name of a preset shipped with modelfactory (``"xavier"``; see ``list_inits()``)."""
     if init is None:
         return InitSpec()
     if isinstance(init, InitSpec):
         return init
     source = None
+    if isinstance(init, str) and is_name(init) and not Path(init).is_file():
+        init = init_path(init)  # a preset by name: "xavier" is conf/init/xavier.yaml
     if isinstance(init, (str, Path)):
         loaded = load_yaml_file(init)
         data, source = loaded.data, loaded.source

@@ -22,11 +22,13 @@ from torch.nn.modules import module as module_hooks
 from ..builder.composite import STEP_TRACE, CompositeModule
 from ..builder.construct import construct
 from ..builder.streams import TORCH_DTYPES
+from ..builder.ties import resolve_ties
 from ..errors import ConfigProblem, ShapeError, format_path
 from ..registry import LAYERS
 from ..resolve import ResolvedSpec
 from ..spec.model import ModelSpec
 from ..spec.nodes import LayerNode
+from ..tables import ParamRow, counts_of_rows
 from .limits import enforce_parameter_budget
 
 __all__ = ["CheckedSpec", "check"]
@@ -46,6 +48,8 @@ class CheckedSpec:
     output_shapes: list[list[int]]
     inferred: dict[str, dict[str, int]] = field(default_factory=dict)  # config path -> values
     elements: int = 0  # parameter and buffer elements (each tensor once), within the budget
+    # the counts every front end prints (tables.counts_of_rows): unique, total, shared, tied, buffers
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 def _shapes(values: Any) -> list[list[int]]:
@@ -163,8 +167,8 @@ class _DryRun:
             f"(torch: {text}). Fix the layer's sizes or the input shape.",
         )
 
-    def run(self, spec: ModelSpec) -> tuple[Any, int]:
-        """Run the dry run; return the output (meta tensors) and the parameter count."""
+    def run(self, spec: ModelSpec) -> tuple[Any, int, dict[str, int]]:
+        """Run the dry run; return the output (meta tensors), the budget count and the counts."""
         model, record = construct(spec, device=torch.device("meta"), seed=0, defer=self.defer)
         # The budget is enforced once: before the run when every size is known
         # (a hostile spec is refused before its shapes are looked at), else
@@ -217,7 +221,46 @@ class _DryRun:
             )
         if elements is None:
             elements = enforce_parameter_budget(model)
-        return output, elements
+        return output, elements, _counts(model, resolve_ties(dict(spec.ties)))
+
+
+def _counts(model: nn.Module, ties: dict[str, str]) -> dict[str, int]:
+    """The counts of the model the dry run built, as the built model will have them.
+
+    Inferred layers sit under their stand-in (``a.resolved.weight`` is ``a.weight``),
+    and ties are not applied on the dry run, so a tie target is counted as its source.
+    """
+    deferred = {
+        n for n, m in model.named_modules(remove_duplicate=False) if isinstance(m, _Deferred)
+    }
+
+    def clean(name: str) -> str:
+        parts = name.split(".")
+        kept = [
+            p
+            for i, p in enumerate(parts)
+            if not (p == "resolved" and ".".join(parts[:i]) in deferred)
+        ]
+        return ".".join(kept)
+
+    named = [(clean(n), p) for n, p in model.named_parameters(remove_duplicate=False)]
+    by_name = dict(named)
+    first: dict[int, str] = {}
+    rows = []
+    for name, param in named:
+        key = id(by_name.get(ties[name], param)) if name in ties else id(param)
+        original = first.setdefault(key, name)
+        rows.append(
+            ParamRow(
+                name=name,
+                shape=tuple(param.shape),
+                count=param.numel(),
+                trainable=param.requires_grad,
+                same_as=None if original == name else original,
+                tied=name in ties,
+            )
+        )
+    return counts_of_rows(rows, sum(b.numel() for b in model.buffers()))
 
 
 def _with_node(node: Any, key: Path, new: LayerNode) -> Any:
@@ -254,8 +297,8 @@ def check(resolved: ResolvedSpec) -> CheckedSpec:
     ``conf/model/mlp.yaml:5:5``).
     """
     dry = _DryRun(resolved)
-    output, elements = dry.run(resolved.spec)
+    output, elements, counts = dry.run(resolved.spec)
     completed = {path: dry.nodes[id(dry.layers[path])] for path in dry.inferred}
     final = _filled(resolved.spec, completed) if completed else resolved.spec
     inferred = {format_path(p, resolved.root): v for p, v in dry.inferred.items()}
-    return CheckedSpec(final, resolved, _shapes(output), inferred, elements)
+    return CheckedSpec(final, resolved, _shapes(output), inferred, elements, counts)
