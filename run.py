@@ -1,33 +1,15 @@
 """Build, print, run and checkpoint a model: ``python run.py model=<name> device=<dev> seed=<n>``.
 
-Outputs go to the Hydra run directory: ``model.safetensors``, ``architecture.yaml``
-and ``metrics.json``. A bad config exits with status 1 and a message, no traceback.
-In a multirun (``-m``) a failed job is recorded in its ``metrics.json``, the other
-jobs still run, and the sweep exits 1 at the end (see ``modelfactory.app.sweep``).
+The clone's entry point to the Hydra app in :mod:`modelfactory.app.main`; after
+``pip install`` the same app is ``modelfactory run ...``, from any directory.
+Outputs go to the Hydra run directory: ``model.safetensors``,
+``architecture.yaml``, ``metrics.json``, ``init_report.json`` and ``run.log``.
+A bad config exits with status 1 and a message, no traceback. In a multirun
+(``-m``) a failed job is recorded in its ``metrics.json``, the other jobs
+still run, and the sweep exits 1 at the end (see ``modelfactory.app.sweep``).
 """
 
-from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-import hydra
-from omegaconf import DictConfig
-
-from modelfactory import ModelFactoryError
-from modelfactory.app.sweep import run_guarded
-from modelfactory.safety.terminal import terminal_text
-
-
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point: one job (in a multirun, a failed job is recorded, not raised)."""
-    try:
-        run_guarded(cfg, conf_dir=Path(__file__).resolve().parent / "conf")
-    except ModelFactoryError as err:
-        print(f"error: {terminal_text(str(err))}", file=sys.stderr)
-        sys.exit(1)
-
+from modelfactory.app.main import main
 
 if __name__ == "__main__":
     main()

@@ -27,8 +27,21 @@ from .registry import register_init, register_layer, register_op
 from .resolve import ResolvedSpec
 from .spec import ModelSpec
 from .tables import layer_summary as summary
+from .zoo import list_inits, list_models
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("modelfactory")
+    except PackageNotFoundError:  # a source tree on PYTHONPATH, not installed
+        return "0+unknown"
+
+
+__version__ = _version()
 
 __all__ = [
     "build",
@@ -53,4 +66,7 @@ __all__ = [
     "try_all_gpus",
     "summary",
     "limits",
+    "list_models",
+    "list_inits",
+    "__version__",
 ]

@@ -81,14 +81,18 @@ def init_path(name: str) -> Path:
     return _lookup("init", name, "init preset")
 
 
-def first_comment(path: Path) -> str:
-    """The first comment line of a config file (its one-line description), or ``""``."""
+def first_comment(path: Path, limit: int = 240) -> str:
+    """The leading comment lines of a config file, joined: its description (or ``""``)."""
+    lines: list[str] = []
     try:
         with open(path, encoding="utf-8") as handle:
             for _, line in zip(range(20), handle, strict=False):
                 text = line.strip()
-                if text.startswith("#") and not text.startswith("# @"):
-                    return text.lstrip("#").strip()
+                if not text.startswith("#"):
+                    break
+                if not text.startswith("# @"):
+                    lines.append(text.lstrip("#").strip())
     except (OSError, UnicodeDecodeError):
         return ""
-    return ""
+    joined = " ".join(lines)
+    return joined if len(joined) <= limit else joined[: limit - 3] + "..."

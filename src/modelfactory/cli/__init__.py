@@ -3,17 +3,20 @@
 Each command is a function ``(args) -> exit code`` registered in ``COMMANDS``
 with its argument parser set-up; output goes to stdout, problems to stderr.
 Exit codes: 0 success, 1 invalid input (a file, a model), 2 usage error.
+``modelfactory run ...`` hands its arguments to the Hydra app (the one behind
+``run.py``) untouched, so every Hydra flag and override works there.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 from ..errors import ModelFactoryError
 from ..safety.terminal import terminal_text
-from . import devices, inspect, schema, summarize, validate
+from . import devices, inspect, ls, schema, summarize, validate
 
 __all__ = ["main", "COMMANDS"]
 
@@ -22,10 +25,19 @@ __all__ = ["main", "COMMANDS"]
 COMMANDS: dict[
     str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 ] = {
+    "ls": (
+        "list zoo models, layers, ops or init schemes and presets (with their arguments)",
+        ls.setup,
+        ls.run,
+    ),
     "devices": ("list the available devices", devices.setup, devices.run),
     "summarize": ("write the summary and plots of a sweep", summarize.setup, summarize.run),
     "validate": ("check model files (no Hydra)", validate.setup, validate.run),
-    "schema": ("print the JSON Schema of model files", schema.setup, schema.run),
+    "schema": (
+        "print the JSON Schema of model, block or init files",
+        schema.setup,
+        schema.run,
+    ),
     "inspect": (
         "show a checkpoint's architecture, tensors and metadata (reads the header only)",
         inspect.setup,
@@ -34,9 +46,25 @@ COMMANDS: dict[
 }
 
 
+RUN_HELP = "build, print, run and checkpoint a model (the Hydra app of run.py; run --help)"
+
+
+def version_text() -> str:
+    """``modelfactory X (torch Y, Python Z)``."""
+    import platform
+
+    import torch
+
+    from .. import __version__
+
+    return f"modelfactory {__version__} (torch {torch.__version__}, Python {platform.python_version()})"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelfactory", description="modelfactory tools")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="store_true", help="print the versions and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("run", help=RUN_HELP, add_help=False)  # parsed by Hydra, see main()
     for name, (help_text, setup, _) in COMMANDS.items():
         setup(sub.add_parser(name, help=help_text, description=help_text))
     return parser
@@ -44,13 +72,34 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["run"]:
+        from ..app.main import main as run_app
+
+        try:
+            run_app(args_list[1:], prog="modelfactory run")
+        except SystemExit as exit_:  # Hydra and the app exit with their status
+            return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        return 0
     parser = _parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(args_list)
     except SystemExit as exit_:  # argparse: usage errors exit 2, --help exits 0
         return int(exit_.code or 0)
+    if args.version:
+        print(version_text())
+        return 0
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        print(
+            "modelfactory: error: give a command (modelfactory --help lists them)", file=sys.stderr
+        )
+        return 2
     try:
         return COMMANDS[args.command][2](args)
+    except BrokenPipeError:  # `modelfactory ls layers | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except ModelFactoryError as err:
         print(f"error: {terminal_text(str(err))}", file=sys.stderr)
         return 1
