@@ -82,7 +82,8 @@ def _scale(ax: Any, values: list[float]) -> str:
     if len(positive) == len(finite):
         ax.set_yscale("log")
         return "log"
-    ax.set_yscale("symlog", linthresh=min(positive))  # zeros (a constant init) stay visible
+    # zeros (a zero bias, a constant init) stay visible below a power of ten, one decade down
+    ax.set_yscale("symlog", linthresh=10 ** math.floor(math.log10(min(positive))))
     return "symlog"
 
 

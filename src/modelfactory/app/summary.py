@@ -133,6 +133,9 @@ def incomplete_reason(job_dir: str | Path, config_sha256: str) -> str | None:
         metrics = read_metrics(path)
     except ModelFactoryError as err:
         return f"metrics.json is unreadable ({err})"
+    problems = metrics_problems(metrics)
+    if problems:
+        return "metrics.json is malformed: " + "; ".join(problems)
     if metrics.get("status") != "ok":
         return f"metrics.json has status {printable(repr(metrics.get('status')), 40)}, not 'ok'"
     if metrics.get("config_sha256") != config_sha256:
