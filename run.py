@@ -9,7 +9,15 @@ A bad config exits with status 1 and a message, no traceback. In a multirun
 still run, and the sweep exits 1 at the end (see ``modelfactory.app.sweep``).
 """
 
-from modelfactory.app.main import main
+import sys
+from pathlib import Path
+
+# A clone runs its own sources (and so its own conf/), installed or not.
+_SRC = Path(__file__).resolve().parent / "src"
+if _SRC.is_dir() and str(_SRC) not in sys.path:
+    sys.path.insert(0, str(_SRC))
+
+from modelfactory.app.main import main  # noqa: E402
 
 if __name__ == "__main__":
     main()

@@ -176,9 +176,21 @@ class Registry(Generic[E]):
         except KeyError:
             raise RegistryError(self.unknown_message(name)) from None
 
+    @property
+    def how_to_add(self) -> str:
+        """How a name gets into this registry: the user's own code, loaded as a plugin."""
+        decorator = {"layer": "register_layer", "op": "register_op", "init": "register_init"}
+        return (
+            f"`modelfactory ls {self.kind}s` lists them. Your own {self.kind}: register it with "
+            f"@modelfactory.{decorator.get(self.kind, 'register_' + self.kind)} in a module and "
+            "load it as a plugin: plugins=[mypkg.layers] (run.py), --plugin mypkg.layers "
+            "(validate, schema, ls), or import it (Python)."
+        )
+
     def unknown_message(self, name: str) -> str:
-        """The standard message for an unknown name: closest names, and how to add one."""
-        return f"unknown {self.kind} '{name}'.{did_you_mean(name, self._entries)} {self.how_to_add}"
+        """The standard message for an unknown name: the closest name, or how to add one."""
+        suggestion = did_you_mean(name, self._entries)
+        return f"unknown {self.kind} '{name}'.{suggestion or ' ' + self.how_to_add}"
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
