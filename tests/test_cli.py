@@ -171,3 +171,11 @@ def test_the_installed_package_carries_the_zoo(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert list((elsewhere / "outputs").glob("*/*/model.safetensors"))
+
+
+def test_an_unknown_layer_without_a_close_match_says_how_to_add_one():
+    with pytest.raises(mf.ModelFactoryError) as info:
+        mf.validate({"input": {"shape": [2, 4]}, "network": [{"type": "Frobnicate"}]})
+    message = info.value.problems[0].message
+    assert "`modelfactory ls layers` lists them" in message
+    assert "plugins=[mypkg.layers] (run.py), --plugin mypkg.layers" in message

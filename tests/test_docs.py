@@ -39,7 +39,9 @@ def test_yaml_example_validates_and_builds(text, tmp_path):
         path = tmp_path / "conf" / "model" / "doc_example.yaml"
         path.write_text(text)
         data = path
-    if isinstance(data, dict) and "rules" in data:  # an init config: apply it to the text's param_net
+    if (
+        isinstance(data, dict) and "rules" in data
+    ):  # an init config: apply it to the text's param_net
         model = mf.build(ROOT / "conf" / "model" / "param_net.yaml", init=data)
         assert model.modelfactory_info.init_report
         return

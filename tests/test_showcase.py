@@ -49,7 +49,9 @@ TINY = {
 
 def _commands(body: str) -> list[str]:
     joined = re.sub(r"\\\n\s*", "", body)
-    return [line.strip() for line in joined.splitlines() if line.strip() and not line.startswith("#")]
+    return [
+        line.strip() for line in joined.splitlines() if line.strip() and not line.startswith("#")
+    ]
 
 
 def _strip_comment(command: str) -> str:
@@ -117,7 +119,9 @@ def test_every_command_and_snippet_runs(doc, sandbox):
         if kind == "python":
             (work / "snippet.py").write_text(text)
             proc = _run([sys.executable, "snippet.py"], work, env)
-            assert proc.returncode == 0, f"{doc.name}: python snippet failed:\n{text}\n{proc.stderr[-3000:]}"
+            assert proc.returncode == 0, (
+                f"{doc.name}: python snippet failed:\n{text}\n{proc.stderr[-3000:]}"
+            )
             continue
         if text in NOT_RUN:
             continue
@@ -141,7 +145,9 @@ def test_the_readme_sample_output_is_what_the_command_prints(sandbox):
     text = (ROOT / "README.md").read_text()
     blocks = [(m.group(1), m.group(2)) for m in FENCE.finditer(text)]
     net = next(body for kind, body in blocks if kind == "yaml" and body.startswith("# my_net.yaml"))
-    sample = next(body for kind, body in blocks if kind == "text" and body.startswith("model my_net"))
+    sample = next(
+        body for kind, body in blocks if kind == "text" and body.startswith("model my_net")
+    )
     (work / "my_net.yaml").write_text(net)
     proc = _run([sys.executable, "run.py", "model_file=my_net.yaml"], work, env)
     assert proc.returncode == 0, proc.stderr

@@ -243,3 +243,11 @@ def test_legend_labels_drop_shared_overrides_and_name_the_job(tmp_path):
     b = fake_job(tmp_path / "1", overrides=["model=x", "seed=1"])
     del a, b
     assert legend_labels(collect_jobs(tmp_path)) == ["0: seed=0", "1: seed=1"]
+
+
+def test_a_summary_that_cannot_be_written_is_a_clear_error(tmp_path, capsys):
+    fake_job(tmp_path / "0")
+    (tmp_path / "summary.csv").mkdir()  # in the way (even root cannot open it for writing)
+    assert main(["summarize", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert "cannot write the summary" in err and "Traceback" not in out + err

@@ -225,7 +225,10 @@ def collect_jobs(sweep_dir: str | Path) -> list[JobResult]:
             f"summarize: '{shown}' is not a directory. Pass a sweep directory, "
             "such as multirun/<date>/<time>, or the hydra.sweep.dir you chose."
         )
-    dirs = _job_dirs(sweep_dir)
+    try:
+        dirs = _job_dirs(sweep_dir)
+    except OSError as err:
+        raise SweepError(f"summarize: cannot list '{shown}': {err.strerror or err}") from None
     if not dirs:
         raise SweepError(
             f"summarize: no job directories under '{shown}' (none holds metrics.json or "
@@ -355,10 +358,17 @@ def write_summary(sweep_dir: str | Path) -> SweepSummary:
     jobs = collect_jobs(sweep_dir)
     rows = [_row(job, sweep_dir) for job in jobs]
     files = [sweep_dir / name for name in ("summary.csv", "summary.md")]
-    with open(files[0], "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(_csv_row(r) for r in rows)
-    _write_markdown(files[1], rows, sweep_dir.as_posix())
+    try:
+        with open(files[0], "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+            writer.writeheader()
+            writer.writerows(_csv_row(r) for r in rows)
+        _write_markdown(files[1], rows, sweep_dir.as_posix())
+    except OSError as err:
+        raise SweepError(
+            f"summarize: cannot write the summary into '{printable(str(sweep_dir), 300)}': "
+            f"{err.strerror or err}. Make the directory writable, or copy the sweep elsewhere "
+            "and summarize the copy."
+        ) from None
     written, problems = write_plots(sweep_dir, [j for j in jobs if j.status == "ok"])
     return SweepSummary(sweep_dir, jobs, files + written, problems)
