@@ -220,7 +220,7 @@ class LayerSummary:
             ["layer", "type", "output", "params", "FLOPs"], body, align_right={3, 4}
         )
         return (
-            f"{table}\n{_human(self.total_flops)} FLOPs ({_human(self.total_flops // 2)} MACs) "
+            f"{table}\ntotal {_human(self.total_flops)} FLOPs ({_human(self.total_flops // 2)} MACs) "
             f"for one forward pass; {format_counts(self.counts)}"
         )
 

@@ -114,11 +114,17 @@ class _Tee:
         self.log = log
 
     def write(self, text: str) -> int:
-        self.log.write(text)
+        try:
+            self.log.write(text)
+        except (OSError, ValueError):  # a full disk or a closed log never stops the run
+            pass
         return self.terminal.write(text)
 
     def flush(self) -> None:
-        self.log.flush()
+        try:
+            self.log.flush()
+        except (OSError, ValueError):
+            pass
         self.terminal.flush()
 
     def isatty(self) -> bool:
