@@ -28,7 +28,7 @@ def run_app(*overrides: str, cwd=None) -> subprocess.CompletedProcess:
 
 
 def test_run_writes_checkpoint_architecture_and_metrics(tmp_path):
-    proc = run_app("model=shared", "seed=3", f"hydra.run.dir={tmp_path}")
+    proc = run_app("model=shared", "seed=3", "print_model=full", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
     assert "Sequential(" in proc.stdout
     assert (
@@ -42,6 +42,7 @@ def test_run_writes_checkpoint_architecture_and_metrics(tmp_path):
     assert metrics["seed"] == 3
     assert metrics["parameters"]["unique"] == 121  # 8*4+8 + 8*8+8 + 8+1
     assert metrics["parameters"]["total"] == 121 + 72
+    assert metrics["parameters"]["shared"] == 72 and metrics["parameters"]["buffers"] == 0
     assert set(metrics["timings"]) >= {"build_s", "forward_s", "save_s"}
     assert [a["module"] for a in metrics["activations"]][:3] == ["0", "1", "2"]
 
@@ -84,7 +85,7 @@ def test_hydra_cfg_job_and_help_still_work():
 
 
 def test_init_group_applies_and_report_is_saved(tmp_path):
-    proc = run_app("model=param_net", "init=mixed", f"hydra.run.dir={tmp_path}")
+    proc = run_app("model=param_net", "init=mixed", "print_model=full", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
     assert "init report" in proc.stdout
     report = {row["param"]: row for row in json.loads((tmp_path / "init_report.json").read_text())}
@@ -102,8 +103,21 @@ def test_init_group_applies_and_report_is_saved(tmp_path):
     assert torch.all(model[2].weight == 42)
 
 
-def test_unmatched_init_rule_fails_without_traceback(tmp_path):
+def test_an_init_preset_for_other_models_is_refused_up_front(tmp_path):
     proc = run_app("model=rgnet", "init=mixed", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "init preset 'mixed' is written for the models mlp, mlp_b64, param_net" in proc.stderr
+    assert "'rgnet' is not one of them" in proc.stderr
+    assert not (tmp_path / "model.safetensors").exists()  # nothing was built
+
+
+def test_unmatched_init_rule_fails_without_traceback(tmp_path):
+    nameless = tmp_path / "net.yaml"  # no name: the preset's models: list cannot apply
+    nameless.write_text(
+        "input: {shape: [2, 4]}\nnetwork: [{type: Linear, in_features: 4, out_features: 1}]\n"
+    )
+    proc = run_app(f"model_file={nameless}", "init=mixed", f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert (

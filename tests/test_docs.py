@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 
 import pytest
 import torch
@@ -30,10 +31,17 @@ def test_the_docs_have_examples():
 
 
 @pytest.mark.parametrize("text", EXAMPLES)
-def test_yaml_example_validates_and_builds(text):
+def test_yaml_example_validates_and_builds(text, tmp_path):
     data = yaml.safe_load(text)
     assert isinstance(data, dict)
-    if "rules" in data:  # an init config: apply it to the text's param_net
+    if "defaults" in data:  # composed from other models: read from a model/ directory
+        shutil.copytree(ROOT / "conf", tmp_path / "conf")
+        path = tmp_path / "conf" / "model" / "doc_example.yaml"
+        path.write_text(text)
+        data = path
+    if (
+        isinstance(data, dict) and "rules" in data
+    ):  # an init config: apply it to the text's param_net
         model = mf.build(ROOT / "conf" / "model" / "param_net.yaml", init=data)
         assert model.modelfactory_info.init_report
         return

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import yaml
 from conftest import CONF
 from torch import nn
 
@@ -113,8 +114,9 @@ def test_mixed_is_the_texts_example():
 
 
 def test_unmatched_rule_is_an_error_naming_rule_path_and_nearest_modules():
+    rules = yaml.safe_load((INIT / "mixed.yaml").read_text())["rules"]  # without its models: list
     with pytest.raises(InitError) as info:
-        build(CONF / "model" / "rgnet.yaml", init=INIT / "mixed.yaml")
+        build(CONF / "model" / "rgnet.yaml", init=rules)
     problems = {p.path: p.message for p in info.value.problems}
     assert set(problems) == {"init.rules[0]", "init.rules[1]"}
     assert problems["init.rules[1]"].startswith(

@@ -19,11 +19,19 @@ def shared_ckpt(zoo_path, tmp_path):
 
 
 def test_inspect_prints_architecture_tensors_and_metadata(shared_ckpt, capsys, monkeypatch):
-    def forbidden(*args, **kwargs):
-        raise AssertionError("inspect must not build a model or open tensor data")
+    from modelfactory.builder import construct as construct_module
 
-    monkeypatch.setattr("modelfactory.builder.construct.construct", forbidden)
-    monkeypatch.setattr("modelfactory.pipeline.construct", forbidden)
+    real_construct = construct_module.construct
+
+    def meta_only(spec, *, device, **kwargs):  # counting builds on meta: nothing allocated
+        assert str(device) == "meta", "inspect must build on the meta device only"
+        return real_construct(spec, device=device, **kwargs)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("inspect must not open tensor data")
+
+    monkeypatch.setattr("modelfactory.builder.construct.construct", meta_only)
+    monkeypatch.setattr("modelfactory.pipeline.construct", meta_only)
     monkeypatch.setattr("safetensors.safe_open", forbidden)
     monkeypatch.setattr("modelfactory.io.weights.safe_open", forbidden)
     assert main(["inspect", str(shared_ckpt)]) == 0
@@ -35,6 +43,10 @@ def test_inspect_prints_architecture_tensors_and_metadata(shared_ckpt, capsys, m
     assert rows["4.weight"][:3] == ["float32", "8x8", "0"]
     assert "tied: stored as 2.weight" in " ".join(rows["4.weight"])
     assert "6 stored tensors, 121 elements, 484 bytes" in out
+    # the one definition of the counts (as validate and run.py print them)
+    assert (
+        "counts: 121 parameters (193 counting every name: 72 in shared modules); no buffers" in out
+    )
     assert "modelfactory.seed: 3" in out
     assert "modelfactory.fingerprint: sha256:" in out
 

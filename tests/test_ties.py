@@ -173,6 +173,8 @@ def test_unique_and_total_parameter_counts():
     assert counts == {
         "total": total,
         "unique": total - 100 * 32,
+        "shared": 0,
+        "tied": 100 * 32,  # the head's weight is the embedding's
         "trainable_unique": total - 100 * 32,
         "buffers": 0,
     }

@@ -48,11 +48,25 @@ _LAZY = {
     "load_dcp": "io.dcp",
     "dcp_to_safetensors": "io.dcp",
     "safetensors_to_dcp": "io.dcp",
+    "list_models": "zoo",
+    "list_inits": "zoo",
 }
 _RENAMED = {"summary": "layer_summary"}
 
 
 _SUBPACKAGES = {"app", "builder", "checker", "cli", "io", "registry", "safety", "spec"}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("modelfactory")
+    except PackageNotFoundError:  # a source tree on PYTHONPATH, not installed
+        return "0+unknown"
+
+
+__version__ = _version()
 
 
 def __getattr__(name: str) -> Any:
@@ -86,6 +100,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
     from .resolve import ResolvedSpec
     from .spec import ModelSpec
     from .tables import layer_summary as summary
+    from .zoo import list_inits, list_models
 
 __all__ = [
     "build",
@@ -115,4 +130,7 @@ __all__ = [
     "load_dcp",
     "dcp_to_safetensors",
     "safetensors_to_dcp",
+    "list_models",
+    "list_inits",
+    "__version__",
 ]

@@ -135,6 +135,10 @@ class InitError(ModelFactoryError):
     """An initialisation rule is invalid or matched nothing."""
 
 
+class InitDoesNotFit(InitError):
+    """An init preset declares the models it is written for, and this model is not one of them."""
+
+
 class LimitError(ModelFactoryError):
     """A model (or its data) is over a configured size limit."""
 

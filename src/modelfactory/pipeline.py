@@ -40,14 +40,16 @@ from .checker.limits import check_structure, enforce_parameter_budget
 from .checker.shapes import CheckedSpec
 from .checker.shapes import check as check_shapes
 from .devices import resolve_device
-from .errors import InitError, ModelFactoryError
+from .errors import InitDoesNotFit, InitError, ModelFactoryError
 from .io.checkpoint import check_ties, read_checkpoint
 from .io.weights import check_weights, load_weights
 from .resolve import ResolvedSpec, resolve
+from .safety.terminal import printable
 from .spec.init_rules import InitSpec
 from .spec.model import ModelSpec
 from .spec.validate import plain_data, problems_from, to_spec
 from .spec.yaml_reader import load_yaml_file
+from .zoo import init_path, is_name
 
 __all__ = ["validate", "check", "build", "load", "to_init_spec", "to_resolved", "to_checked"]
 
@@ -98,12 +100,15 @@ def check(spec: Any) -> CheckedSpec:
 
 
 def to_init_spec(init: InitLike, *, root: str = "init") -> InitSpec:
-    """Accept an :class:`InitSpec`, a mapping ``{rules: [...]}``, a list of rules, or a YAML path."""
+    """Accept an :class:`InitSpec`, a mapping ``{rules: [...]}``, a list of rules, a YAML path,
+    or the name of a preset shipped with modelfactory (``"xavier"``; see ``list_inits()``)."""
     if init is None:
         return InitSpec()
     if isinstance(init, InitSpec):
         return init
     source = None
+    if isinstance(init, str) and is_name(init) and not Path(init).is_file():
+        init = init_path(init)  # a preset by name: "xavier" is conf/init/xavier.yaml
     if isinstance(init, (str, Path)):
         loaded = load_yaml_file(init)
         data, source = loaded.data, loaded.source
@@ -134,11 +139,11 @@ def build(
 ) -> nn.Module:
     """Build the ``nn.Module`` described by ``spec`` on ``device``, initialised exactly once.
 
-    ``spec`` may be a YAML path, a mapping (a Hydra ``DictConfig`` too), a
+    ``spec`` may be a YAML path, a zoo model's name (``"resnet18"``), a mapping (a Hydra ``DictConfig`` too), a
     validated :class:`ModelSpec`, or a :class:`ResolvedSpec` or
     :class:`CheckedSpec` from :func:`check`; only the stages it still needs
     run. ``init`` adds rules after the model file's own ``init:`` section
-    (later rules win). ``strategy`` picks how tensors are made: ``meta``
+    (later rules win): rules, a YAML path or a preset's name (``"xavier"``). ``strategy`` picks how tensors are made: ``meta``
     constructs on the meta device and allocates once on the target,
     ``direct`` constructs on the target, ``auto`` takes ``meta`` for large
     models. Both give identical values for the same seed and rules.
@@ -156,6 +161,7 @@ def build(
     target = resolve_device(device)
     init_spec = to_init_spec(init)
     stage: Stage = to_checked(spec) if check else spec_without_check(spec)
+    check_init_fits(init_spec, stage.spec)
     return _assemble(stage, target, seed, init_spec, strategy, progress, initialize=True)
 
 
@@ -169,6 +175,19 @@ def labeled_rules(spec: ModelSpec, init_spec: InitSpec) -> list[LabeledRule]:
     """The model file's own init rules, then those passed to build, each with where it was written."""
     rules = [LabeledRule(r, f"init[{i}]") for i, r in enumerate(spec.init)]
     return rules + [LabeledRule(r, f"init.rules[{i}]") for i, r in enumerate(init_spec.rules)]
+
+
+def check_init_fits(init_spec: InitSpec, spec: ModelSpec) -> None:
+    """Refuse a preset whose ``models:`` list does not name this (named) model, before building."""
+    if init_spec.models is None or spec.name is None or spec.name in init_spec.models:
+        return
+    preset = f"init preset '{init_spec.name}'" if init_spec.name else "this init config"
+    raise InitDoesNotFit(
+        f"{preset} is written for the models {', '.join(init_spec.models)} (its rules address "
+        f"their module paths); '{printable(spec.name, 80)}' is not one of them. Pick another "
+        "preset (python -m modelfactory ls inits), or add the model to the preset's models: list "
+        "if its rules fit it."
+    )
 
 
 def spec_without_check(spec: Any) -> Stage:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +15,8 @@ __all__ = [
     "ParamRow",
     "parameter_rows",
     "parameter_counts",
+    "counts_of_rows",
+    "format_counts",
     "parameter_stats",
     "format_parameter_table",
     "format_table",
@@ -54,28 +58,70 @@ def parameter_rows(model: nn.Module) -> list[ParamRow]:
     return rows
 
 
-def parameter_counts(model: nn.Module) -> dict[str, int]:
-    """``total`` counts every name (as a state_dict would); ``unique`` counts each tensor once."""
-    rows = parameter_rows(model)
+def counts_of_rows(rows: Iterable[ParamRow], buffers: int) -> dict[str, int]:
+    """The one definition of every count printed or recorded (validate, run, inspect, summary).
+
+    ``unique``: parameter elements, each tensor once (what training updates);
+    ``total``: every parameter name counted (what a state_dict lists), so
+    ``total = unique + shared + tied``; ``shared``: elements reached again
+    through a module used at several places; ``tied``: elements reached again
+    through a tied parameter; ``trainable_unique``; ``buffers``: buffer
+    elements (running statistics, constants), each once, never parameters.
+    """
+    rows = list(rows)
     return {
-        "total": sum(r.count for r in rows),
         "unique": sum(r.count for r in rows if r.same_as is None),
+        "total": sum(r.count for r in rows),
+        "shared": sum(r.count for r in rows if r.same_as is not None and not r.tied),
+        "tied": sum(r.count for r in rows if r.tied),
         "trainable_unique": sum(r.count for r in rows if r.same_as is None and r.trainable),
-        "buffers": sum(b.numel() for b in model.buffers()),
+        "buffers": buffers,
     }
 
 
+def parameter_counts(model: nn.Module) -> dict[str, int]:
+    """The counts of a built model (see :func:`counts_of_rows` for what each one means)."""
+    return counts_of_rows(parameter_rows(model), sum(b.numel() for b in model.buffers()))
+
+
+def format_counts(counts: Mapping[str, Any]) -> str:
+    """One line: unique parameters, the by-name total when it differs, buffers.
+
+    ``11,689,512 parameters; 9,620 buffer elements`` or
+    ``4,356 parameters (7,556 counting every name: 3,200 tied); no buffers``.
+    """
+    unique, total = counts.get("unique", 0), counts.get("total", 0)
+    text = f"{unique:,} parameters"
+    if total != unique:
+        extra = [
+            f"{counts[key]:,} {label}"
+            for key, label in (("shared", "in shared modules"), ("tied", "tied"))
+            if counts.get(key)
+        ]
+        text += f" ({total:,} counting every name: {', '.join(extra)})"
+    buffers = counts.get("buffers", 0)
+    text += f"; {buffers:,} buffer elements" if buffers else "; no buffers"
+    return text
+
+
 def parameter_stats(model: nn.Module) -> list[dict[str, Any]]:
-    """Name, shape, mean and std of each parameter tensor, a tied one once (first name)."""
+    """Name, shape, mean and std of each parameter tensor, a tied one once (first name).
+
+    The std of a one-element tensor is undefined and recorded as ``None``.
+    """
     stats = []
     for name, param in model.named_parameters():
         row: dict[str, Any] = {"name": name, "shape": list(param.shape)}
         if param.device.type != "meta" and param.numel():
             values = param.detach().float()
-            row["mean"] = values.mean().item()
-            row["std"] = values.std().item() if values.numel() > 1 else 0.0
+            row["mean"] = _finite(values.mean().item())
+            row["std"] = _finite(values.std().item()) if values.numel() > 1 else None
         stats.append(row)
     return stats
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def format_table(
@@ -115,12 +161,9 @@ def format_parameter_table(model: nn.Module) -> str:
         ]
         for r in rows
     ]
-    counts = parameter_counts(model)
+    counts = counts_of_rows(rows, sum(b.numel() for b in model.buffers()))
     table = format_table(["parameter", "shape", "count", "note"], body, align_right={2})
-    totals = f"total {counts['total']:,} parameters, unique {counts['unique']:,}"
-    if counts["buffers"]:
-        totals += f", plus {counts['buffers']:,} buffer elements (constants, running stats)"
-    return f"{table}\n{totals}"
+    return f"{table}\n{format_counts(counts)}"
 
 
 def format_init_report(report: list[dict[str, Any]]) -> str:
@@ -159,8 +202,7 @@ class LayerSummary:
 
     rows: list[LayerRow]
     total_flops: int
-    total_params: int
-    unique_params: int
+    counts: dict[str, int]
 
     def format(self) -> str:
         """The table as text, as ``run.py`` prints it."""
@@ -179,7 +221,7 @@ class LayerSummary:
         )
         return (
             f"{table}\ntotal {_human(self.total_flops)} FLOPs ({_human(self.total_flops // 2)} MACs) "
-            f"for one forward pass; {self.unique_params:,} unique parameters"
+            f"for one forward pass; {format_counts(self.counts)}"
         )
 
 
@@ -190,14 +232,39 @@ def _human(count: int) -> str:
     return str(count)
 
 
+def recorded_input(model: nn.Module) -> Any:
+    """The input declared by the spec ``model`` was built from (same seed, model's device)."""
+    from .builder.forward import make_input
+    from .errors import ModelFactoryError
+
+    info = getattr(model, "modelfactory_info", None)
+    spec = getattr(info, "spec", None)
+    if spec is None:
+        raise ModelFactoryError(
+            f"summary: {type(model).__name__} was not built by modelfactory.build, so no input "
+            "is recorded for it; pass one: modelfactory.summary(model, x)"
+        )
+    first = next(iter(model.parameters()), None)
+    device = first.device if first is not None else info.device
+    return make_input(spec.input, seed=info.seed, device=device)
+
+
 def layer_summary(model: nn.Module, *inputs: Any) -> LayerSummary:
     """Run ``model(*inputs)`` once without gradients and tabulate its leaf layers.
 
-    FLOPs come from ``torch.utils.flop_counter`` (matmuls and convolutions; two
-    FLOPs per multiply-accumulate). A shared layer is one row, its calls summed.
+    Without ``inputs``, a model from :func:`modelfactory.build` runs on the
+    input its spec declares. Buffers (BatchNorm statistics) are left as they
+    were. FLOPs come from ``torch.utils.flop_counter`` (matmuls and
+    convolutions; two FLOPs per multiply-accumulate). A shared layer is one
+    row, its calls summed.
     """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
+
+    from .builder.forward import buffers_kept
+
+    if not inputs:
+        inputs = (recorded_input(model),)
 
     leaves = [(name, m) for name, m in model.named_modules() if name and not list(m.children())]
     shapes: dict[int, list[int] | None] = {}
@@ -210,7 +277,7 @@ def layer_summary(model: nn.Module, *inputs: Any) -> LayerSummary:
 
     handles = [m.register_forward_hook(record) for _, m in leaves]
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with buffers_kept(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(*inputs)
     finally:
         for handle in handles:
@@ -231,5 +298,4 @@ def layer_summary(model: nn.Module, *inputs: Any) -> LayerSummary:
         )
         for name, m in leaves
     ]
-    totals = parameter_counts(model)
-    return LayerSummary(rows, counter.get_total_flops(), totals["total"], totals["unique"])
+    return LayerSummary(rows, counter.get_total_flops(), parameter_counts(model))

@@ -34,7 +34,7 @@ class DelayedProgress:
                 TextColumn("{task.percentage:>5.1f}%"),
                 TimeElapsedColumn(),
                 transient=False,
-                console=None if sys.stderr.isatty() else _stderr_console(),
+                console=_stderr_console(),
             )
             self._bar.start()
             self._task = self._bar.add_task(self.description, total=total)
@@ -57,4 +57,5 @@ class DelayedProgress:
 def _stderr_console():
     from rich.console import Console
 
-    return Console(file=sys.stderr)
+    # the terminal itself, not run.log: a bar's redraws are no record of the run
+    return Console(file=getattr(sys.stderr, "terminal", sys.stderr))

@@ -1,7 +1,8 @@
-"""The Hydra side of sweeps: the per-job guard (failure isolation, resume) and the summary callback.
+"""The Hydra side of sweeps: the per-job guard (failure isolation, resume, run.log) and the summary callback.
 
-Only ``run.py`` and Hydra (through ``hydra.callbacks`` in ``conf/config.yaml``)
-import this module; the summarising itself is Hydra-free, in :mod:`modelfactory.app.summary`.
+Only the app (:mod:`modelfactory.app.main`) and Hydra (through
+``hydra.callbacks`` in ``conf/config.yaml``) import this module; the
+summarising itself is Hydra-free, in :mod:`modelfactory.app.summary`.
 """
 
 from __future__ import annotations
@@ -19,9 +20,18 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from ..errors import ModelFactoryError
+from ..errors import InitDoesNotFit, ModelFactoryError
 from ..safety.terminal import terminal_text
-from .summary import METRICS, config_digest, failure_record, incomplete_reason, write_summary
+from .console import tee_to_log
+from .sources import effective_config
+from .summary import (
+    METRICS,
+    config_digest,
+    failure_record,
+    incomplete_reason,
+    read_metrics,
+    write_summary,
+)
 
 __all__ = ["run_guarded", "SweepSummaryCallback"]
 
@@ -41,29 +51,46 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def _digest(cfg: DictConfig) -> str:
+    try:
+        return config_digest(effective_config(cfg))
+    except ModelFactoryError:  # an unreadable model file: the job fails on it right after
+        return config_digest(OmegaConf.to_container(cfg, resolve=True))
+
+
 def run_guarded(cfg: DictConfig, *, conf_dir: Path | None = None) -> dict[str, Any] | None:
     """Run one job through :func:`run_job`, recording how it ended in its ``metrics.json``.
 
-    With ``resume=true`` a job whose output directory already holds a complete
-    result of the same config is skipped. A failure is written to
-    ``metrics.json`` (status failed, the error). In a multirun it is then
+    Everything the job prints is also appended to ``run.log`` in its output
+    directory. With ``resume=true`` a job whose output directory already holds
+    a complete result of the same config is skipped. A failure is written to
+    ``metrics.json`` (status failed, the error); an init preset written for
+    other models is recorded as ``skipped``. In a multirun both are then
     swallowed, so every other job still runs and ``on_multirun_end`` still
     fires (Hydra's basic launcher stops at the first raised failure); the
-    summary callback makes the command exit non-zero. In a single run it is re-raised.
+    summary callback makes the command exit non-zero if a job failed. In a
+    single run they are re-raised.
     """
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
+    with tee_to_log(output_dir / f"{hydra_cfg.job.name}.log"):
+        return _guarded(cfg, hydra_cfg, output_dir, conf_dir)
+
+
+def _guarded(
+    cfg: DictConfig, hydra_cfg: Any, output_dir: Path, conf_dir: Path | None
+) -> dict[str, Any] | None:
     overrides = list(hydra_cfg.overrides.task)
     num = OmegaConf.select(hydra_cfg, "job.num", default=None)
     label = f"job {num} ({' '.join(overrides)})" if num is not None else "run"
-    digest = config_digest(OmegaConf.to_container(cfg, resolve=True))
+    digest = _digest(cfg)
 
     if cfg.get("resume", False):
         reason = incomplete_reason(output_dir, digest)
         if reason is None:
-            print(f"resume: {label}: {output_dir} is complete; skipped")
-            return json.loads((output_dir / METRICS).read_text())
-        print(f"resume: {label}: running it ({reason})")
+            print(f"resume: {terminal_text(label)}: {output_dir} is complete; skipped")
+            return read_metrics(output_dir / METRICS)
+        print(f"resume: {terminal_text(label)}: running it ({terminal_text(reason)})")
     # A job that dies without a word must not leave an earlier run's result behind.
     (output_dir / METRICS).unlink(missing_ok=True)
 
@@ -72,9 +99,14 @@ def run_guarded(cfg: DictConfig, *, conf_dir: Path | None = None) -> dict[str, A
     try:
         return run_job(cfg, conf_dir=conf_dir)
     except Exception as err:
+        skipped = isinstance(err, InitDoesNotFit)
+        model = hydra_cfg.runtime.choices.get("model")
+        if cfg.get("model_file"):
+            model = Path(str(cfg.model_file)).stem
         record = failure_record(
             err,
-            model=hydra_cfg.runtime.choices.get("model"),
+            status="skipped" if skipped else "failed",
+            model=model,
             device=str(cfg.get("device")),
             seed=cfg.get("seed"),
             overrides=overrides,
@@ -83,7 +115,9 @@ def run_guarded(cfg: DictConfig, *, conf_dir: Path | None = None) -> dict[str, A
         _write_json(output_dir / METRICS, record)
         if hydra_cfg.mode != RunMode.MULTIRUN:
             raise
-        if isinstance(err, ModelFactoryError):  # bad input: the message says it all
+        if skipped:  # not a failure: this preset is not meant for this model
+            print(f"skipped: {terminal_text(f'{label}: {err}')}")
+        elif isinstance(err, ModelFactoryError):  # bad input: the message says it all
             print(f"error: {terminal_text(f'{label}: {err}')}", file=sys.stderr)
         else:  # unexpected: keep the traceback in the job's log
             log.error("%s failed", label, exc_info=True)
@@ -96,8 +130,9 @@ class SweepSummaryCallback(Callback):
 
     Hydra ignores job results and ends a multirun with status 0, so this
     callback, which runs last, raises ``SystemExit(1)`` when a job failed (set
-    ``fail_on_job_failure: false`` to keep 0). If the launcher itself aborts
-    (a joblib worker killed by the OS), the summary is still written at exit.
+    ``fail_on_job_failure: false`` to keep 0); skipped jobs are not failures.
+    If the launcher itself aborts (a joblib worker killed by the OS), the
+    summary is still written at exit.
     """
 
     def __init__(self, fail_on_job_failure: bool = True) -> None:

@@ -58,6 +58,10 @@ class Evaluator:
         self.elements = 0  # parameter and buffer elements, each module once
         self.modules = 0
         self._counted: set[Any] = set()  # layer instances already counted
+        # tables.counts_of_rows's definitions, worked out without building
+        self.counts = dict.fromkeys(
+            ("unique", "total", "shared", "tied", "trainable_unique", "buffers"), 0
+        )
         self._layers: dict[str, LayerNode] = {}  # module path -> layer (for ties)
 
     # ---------------------------------------------------------------- problems
@@ -171,9 +175,6 @@ class Evaluator:
 
     def count(self, node: LayerNode, path: Path, instance: Any) -> None:
         """Add the layer's parameters and modules (once per module) and hold the limits."""
-        if instance in self._counted:
-            return
-        self._counted.add(instance)
         try:
             cost = layer_cost(node.type, node.args)
         except Exception as err:  # noqa: BLE001 - torch's own argument checks, in its words
@@ -182,8 +183,16 @@ class Evaluator:
                 f"could not build layer {node.type}",
                 [self.resolved.problem(path, f"{node.type}({call}) failed: {err}")],
             ) from None
+        if instance in self._counted:  # a shared module reached again: its names count again
+            self.counts["total"] += cost.parameters
+            self.counts["shared"] += cost.parameters
+            return
         if isinstance(instance, str):
             self._layers[instance] = node
+        self.counts["unique"] += cost.parameters
+        self.counts["total"] += cost.parameters
+        self.counts["trainable_unique"] += cost.trainable
+        self.counts["buffers"] += cost.buffers
         self.add(instance, cost.elements, cost.modules, ("network",), node.type)
 
     def add(
@@ -244,7 +253,10 @@ class Evaluator:
         values: dict[str, Value] = dict(zip(node.inputs, inputs, strict=True))
         for name, constant in node.constants.items():
             values[name] = TensorMeta(constant.shape, constant.dtype)
-            self.add(("constant", where, name), values[name].numel, 0, path)
+            key = ("constant", path if path[0] == "shared" else where, name)
+            if key not in self._counted:
+                self.counts["buffers"] += values[name].numel
+                self.add(key, values[name].numel, 0, path)
         current = node.inputs[0]
         assert node.forward is not None  # filled in by validation
         for index, step in enumerate(node.forward):
@@ -306,9 +318,14 @@ class Evaluator:
                     layer = meta_layer(node.type, node.args)
                     local = f"{module_path[len(owner) + 1 :]}.{name}".lstrip(".")
                     try:
-                        self.elements -= layer.get_parameter(local).numel()
+                        numel = layer.get_parameter(local).numel()
                     except AttributeError:
-                        pass  # not a parameter: the build's tie check says so
+                        break  # not a parameter: the build's tie check says so
+                    self.elements -= numel
+                    self.counts["unique"] -= numel
+                    self.counts["tied"] += numel
+                    if layer.get_parameter(local).requires_grad:
+                        self.counts["trainable_unique"] -= numel
                     break
 
     def never_ran(self) -> list[ConfigProblem]:

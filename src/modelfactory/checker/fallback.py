@@ -34,6 +34,9 @@ class LayerCost:
 
     elements: int
     modules: int
+    parameters: int = 0
+    trainable: int = 0
+    buffers: int = 0
 
 
 def args_key(type_name: str, args: dict[str, Any]) -> str:
@@ -94,7 +97,15 @@ def layer_cost(type_name: str, args: dict[str, Any]) -> LayerCost:
     if cost is None:
         layer = meta_layer(type_name, args)
         elements = sum(t.numel() for t in unique_tensors(layer))
-        cost = _remember(_COSTS, key, LayerCost(elements, sum(1 for _ in layer.modules())))
+        params = list(layer.parameters())  # each once
+        cost = LayerCost(
+            elements,
+            sum(1 for _ in layer.modules()),
+            parameters=sum(p.numel() for p in params),
+            trainable=sum(p.numel() for p in params if p.requires_grad),
+            buffers=sum(b.numel() for b in layer.buffers()),
+        )
+        _remember(_COSTS, key, cost)
     return cost
 
 

@@ -37,6 +37,8 @@ class CheckedSpec:
     output_shapes: list[list[int]]
     inferred: dict[str, dict[str, int]] = field(default_factory=dict)  # config path -> values
     elements: int = 0  # parameter and buffer elements (each tensor once), within the budget
+    # the counts every front end prints (tables.counts_of_rows): unique, total, shared, tied, buffers
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 def _with_node(node: Any, key: Path, new: LayerNode) -> Any:
@@ -83,4 +85,6 @@ def check(resolved: ResolvedSpec) -> CheckedSpec:
         raise ShapeError("shape check failed", never)
     final = _filled(spec, evaluator.completed) if evaluator.completed else spec
     inferred = {format_path(p, resolved.root): v for p, v in evaluator.inferred.items()}
-    return CheckedSpec(final, resolved, shapes_of(output), inferred, evaluator.elements)
+    return CheckedSpec(
+        final, resolved, shapes_of(output), inferred, evaluator.elements, dict(evaluator.counts)
+    )

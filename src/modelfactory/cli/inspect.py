@@ -1,7 +1,10 @@
 """``modelfactory inspect FILE``: a checkpoint's architecture, parameter table and metadata.
 
-Reads the safetensors header only: no model is built and no tensor data is
-read, so inspecting a file of any size, or from anyone, is cheap and safe.
+Reads the safetensors header only: no tensor data is read, so inspecting a
+file of any size, or from anyone, is cheap and safe. The counts come from the
+stored architecture, validated like any model file and built on the ``meta``
+device (no memory, no init), so they are the counts ``validate`` and ``run``
+print.
 Every string from the file is printed with control characters escaped, so a
 hostile name or metadata value cannot drive the terminal.
 """
@@ -14,10 +17,12 @@ from typing import Any
 
 import yaml
 
-from ..errors import CheckpointError
-from ..io.checkpoint import META_PREFIX
+from ..errors import CheckpointError, ModelFactoryError
+from ..io.checkpoint import MAX_METADATA_BYTES, MAX_METADATA_DEPTH, META_PREFIX
 from ..io.safetensors_file import SafetensorsHeader, read_header
-from ..tables import format_table
+from ..safety.json_bounded import loads_bounded
+from ..safety.terminal import printable
+from ..tables import format_counts, format_table, parameter_counts
 
 __all__ = ["setup", "run", "format_inspection"]
 
@@ -26,8 +31,31 @@ _SECTIONED = {META_PREFIX + "spec", META_PREFIX + "ties"}
 
 
 def _printable(text: str) -> str:
-    """``text`` with every non-printable character escaped (``\\x1b``, ``\\n`` ...)."""
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+    """``text`` with every control, bidi and non-printable character escaped."""
+    return printable(text)
+
+
+def _counts(header: SafetensorsHeader) -> str:
+    """The counts of the stored architecture (built on the meta device: nothing allocated)."""
+    raw = header.metadata.get(META_PREFIX + "spec")
+    if raw is None:
+        return "unknown (no architecture stored; stored elements are parameters and buffers)"
+    try:
+        from ..io.checkpoint import spec_from_data
+        from ..pipeline import build
+
+        data = loads_bounded(
+            raw,
+            max_bytes=MAX_METADATA_BYTES,
+            max_depth=MAX_METADATA_DEPTH,
+            what="the spec",
+            allow_duplicate_keys=True,
+        )
+        model = build(spec_from_data(data, header.path), device="meta", check=False)
+    except ModelFactoryError as err:
+        first = str(err).splitlines()[0]
+        return f"unknown (the stored architecture does not build here: {_printable(first)})"
+    return format_counts(parameter_counts(model))
 
 
 def setup(parser: argparse.ArgumentParser) -> None:
@@ -102,6 +130,7 @@ def format_inspection(header: SafetensorsHeader) -> str:
             table,
             f"{len(header.tensors)} stored tensors, {stored_elements:,} elements, "
             f"{data_bytes:,} bytes",
+            f"counts: {_counts(header)}",
             "",
             "metadata:",
             *(meta_lines or ["  (none)"]),

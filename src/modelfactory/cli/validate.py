@@ -22,6 +22,7 @@ from ..pipeline import check
 from ..registry.plugins import PluginError, load_plugins
 from ..safety.terminal import terminal_text
 from ..spec.validate import load_spec_file
+from ..tables import format_counts
 
 __all__ = ["setup", "run", "add_trusted_options"]
 
@@ -54,7 +55,7 @@ def setup(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="parameter budget in elements (parameters + buffers); default 1e9",
+        help="budget in elements (unique parameters + buffers); default 1e9",
     )
 
 
@@ -63,7 +64,7 @@ def _validate_one(path: Path, block_dir: Path | None) -> str:
     result = check(spec)  # limits, inferred sizes, shape errors, the budget: each once
     shapes = ", ".join("x".join(map(str, s)) or "scalar" for s in result.output_shapes)
     return (
-        f"{spec.name or path.stem}: {result.elements:,} parameters, shapes checked, output {shapes}"
+        f"{spec.name or path.stem}: {format_counts(result.counts)}; shapes checked, output {shapes}"
     )
 
 
@@ -97,5 +98,5 @@ def run(args: argparse.Namespace) -> int:
                 print(f"error: {terminal_text(where + str(err))}", file=sys.stderr)
                 invalid = True
             else:
-                print(f"ok: {path} ({summary})")
+                print(f"ok: {terminal_text(str(path))} ({terminal_text(summary)})")
     return 2 if usage else 1 if invalid else 0

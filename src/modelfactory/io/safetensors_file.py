@@ -29,6 +29,7 @@ import xxhash
 from safetensors import SafetensorError, safe_open
 
 from ..errors import CheckpointError
+from ..safety.terminal import printable
 
 __all__ = [
     "TensorEntry",
@@ -111,8 +112,32 @@ class SafetensorsHeader:
     metadata: dict[str, str]
 
 
-def _bad(path: Path, what: str) -> CheckpointError:
-    return CheckpointError(f"'{path}' is not a readable safetensors file: {what}. {_HINT}")
+def _bad(path: Path, what: str, hint: str = _HINT) -> CheckpointError:
+    return CheckpointError(
+        f"'{printable(str(path), 300)}' is not a readable safetensors file: {what}. {hint}"
+    )
+
+
+def _what_it_is(prefix: bytes) -> str | None:
+    """A hint when the first bytes say the file is something else (text, zip, pickle)."""
+    if prefix.startswith(b"PK\x03\x04"):
+        return (
+            "it is a zip archive (a PyTorch .pt file?): read PyTorch files with "
+            "modelfactory.load_weights or modelfactory.load_state_dict"
+        )
+    if prefix[:1] == b"\x80":
+        return "it starts like a pickle (an old PyTorch file?): modelfactory never unpickles files"
+    try:
+        text = prefix.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if text.isprintable() or all(c.isprintable() or c in "\t\r\n" for c in text):
+        return (
+            f"it starts with text ({printable(text)!r}...), so it is not a checkpoint: a YAML "
+            "model file is checked with `modelfactory validate FILE`; a checkpoint is the "
+            ".safetensors file written by modelfactory.save or `python run.py`"
+        )
+    return None
 
 
 def _check_length(path: Path) -> int:
@@ -127,6 +152,9 @@ def _check_length(path: Path) -> int:
         raise _bad(path, f"it is {file_size} bytes, too short for a header")
     (length,) = struct.unpack("<Q", prefix)
     if length > MAX_HEADER_BYTES or length > file_size - 8:
+        other = _what_it_is(prefix)
+        if other is not None:
+            raise _bad(path, other, "Pass a .safetensors checkpoint.")
         raise _bad(
             path,
             f"the header claims {length} bytes but the file has {file_size - 8} after "

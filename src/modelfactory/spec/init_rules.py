@@ -142,3 +142,11 @@ class InitSpec(Frozen):
     cpu_generator: Annotated[
         bool, Field(description="draw on CPU so every device gets identical values")
     ] = False
+    models: Annotated[
+        tuple[str, ...] | None,
+        Field(
+            description="the models this preset is written for (model names); used with "
+            "another named model it is refused before anything is built (a sweep records the "
+            "job as skipped)"
+        ),
+    ] = None

@@ -38,7 +38,8 @@ LIBRARY_GROUP = "block"  # the Hydra config group of library blocks: conf/block/
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ENTRY_KEY = re.compile(rf"^/{LIBRARY_GROUP}@blocks\.(?P<name>[A-Za-z_][A-Za-z0-9_]*)$")
 _ENTRY_FORM = (
-    f"'- /{LIBRARY_GROUP}@blocks.NAME: FILE' (FILE a block in the block directory) or '_self_'"
+    f"'- /{LIBRARY_GROUP}@blocks.NAME: FILE' (FILE a block in the block directory), "
+    "'- NAME' (another model of the same model/ directory) or '_self_'"
 )
 
 
@@ -96,7 +97,7 @@ def _entry(
             problem_at(
                 source,
                 where,
-                f"a model file's defaults list may only name library blocks: {_ENTRY_FORM}; "
+                f"a model file's defaults list may only name library blocks and models: {_ENTRY_FORM}; "
                 f"found {item!r}",
                 root,
             )

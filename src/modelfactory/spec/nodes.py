@@ -140,7 +140,8 @@ class LayerNode(Frozen):
             known = LAYERS.names() + sorted(scope_of(info).blocks)
             raise custom_error(
                 "unknown_layer",
-                f"unknown layer type '{node.type}'.{did_you_mean(node.type, known)}",
+                f"unknown layer type '{node.type}'."
+                + (did_you_mean(node.type, known) or f" {LAYERS.how_to_add}"),
             )
         clean, problems = _layer_args_problems(node.type, node.args, scope_of(info))
         raise_problems("LayerNode", problems)

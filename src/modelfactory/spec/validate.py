@@ -13,10 +13,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import ConfigProblem, LimitError, SpecError, format_path
-from .library import apply_library, default_block_dir
+from ..safety.terminal import printable
+from ..zoo import is_name, model_path
+from .compose import compose_model_file
+from .library import apply_library
 from .model import ModelSpec
 from .nodes import TAG_PREFIX
-from .yaml_reader import MAX_DEPTH, MAX_NODES, SourceMap, load_yaml_file
+from .yaml_reader import MAX_DEPTH, MAX_NODES, SourceMap
 
 __all__ = [
     "to_spec",
@@ -166,27 +169,51 @@ def load_spec_file(
 ) -> tuple[ModelSpec, SourceMap]:
     """Read a model file as plain data and validate it; return the spec and its source positions.
 
-    Library blocks named in its ``defaults`` list come from ``block_dir``, by
-    default the ``block/`` directory beside the file's ``model/`` directory
-    (see :mod:`modelfactory.library`).
+    Its ``defaults`` list is composed as Hydra would (:mod:`modelfactory.spec.compose`):
+    other models of its ``model/`` directory, and library blocks from
+    ``block_dir``, by default the ``block/`` directory beside that
+    ``model/`` directory (see :mod:`modelfactory.spec.library`).
     """
-    loaded = load_yaml_file(path)
-    data = loaded.data
-    if isinstance(data, Mapping) and "defaults" in data:
-        if block_dir is None:
-            block_dir = default_block_dir(path)
-        data = apply_library(data, loaded.source, block_dir=block_dir, root=root)
-    return validate_data(data, source=loaded.source, root=root), loaded.source
+    refuse_non_model_file(path)
+    data, source = compose_model_file(path, block_dir=block_dir, root=root)
+    return validate_data(data, source=source, root=root), source
+
+
+_CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+
+
+def refuse_non_model_file(path: str | Path) -> None:
+    """Refuse a checkpoint given where a model file (YAML) is expected, saying what to do."""
+    path = Path(path)
+    looks_like = path.suffix.lower() in _CHECKPOINT_SUFFIXES
+    if not looks_like and path.is_file():
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(16)
+        except OSError:
+            return  # the reader reports it
+        # safetensors: 8-byte length then '{'; zip (.pt) and pickle magic numbers
+        looks_like = head[8:9] == b"{" or head[:4] == b"PK\x03\x04" or head[:1] == b"\x80"
+    if looks_like:
+        raise SpecError(
+            f"'{printable(str(path), 200)}' is a checkpoint, not a model file: a model file is "
+            "YAML text describing the architecture. Load a checkpoint with "
+            "modelfactory.load(path), look inside it with `modelfactory inspect FILE`, or "
+            "pass the model's YAML file instead."
+        )
 
 
 def to_spec(spec: Any, *, root: str = "", block_dir: str | Path | None = None) -> ModelSpec:
-    """Accept a YAML path, a mapping (including a Hydra ``DictConfig``) or a validated spec.
+    """Accept a YAML path, a zoo model's name, a mapping (a Hydra ``DictConfig`` too) or a spec.
 
-    A path is read by :func:`load_spec_file`; a mapping with a ``defaults`` list
+    A string without a path separator or suffix that is not an existing file
+    names a zoo model (``"resnet18"``). A path is read by :func:`load_spec_file`; a mapping with a ``defaults`` list
     takes its library blocks from ``block_dir``.
     """
     if isinstance(spec, ModelSpec):
         return spec
+    if isinstance(spec, str) and is_name(spec) and not Path(spec).is_file():
+        spec = model_path(spec)  # a zoo model by name: "resnet18"
     if isinstance(spec, (str, Path)):
         return load_spec_file(spec, block_dir=block_dir, root=root)[0]
     data = plain_data(spec)
