@@ -21,6 +21,7 @@ from modelfactory.builder.forward import make_input
 from modelfactory.errors import ShapeError
 from modelfactory.registry import LAYERS
 from modelfactory.sharing import unique_tensors
+from modelfactory.tables import parameter_counts
 
 ZOO = [p for p in sorted((CONF / "model").glob("*.yaml")) if p.stem != "big_mlp"]
 
@@ -37,6 +38,7 @@ def assert_symbolic_equals_real(source) -> None:
     model = mf.build(checked)
     assert checked.output_shapes == real_shapes(model, checked.spec)
     assert checked.elements == sum(t.numel() for t in unique_tensors(model))
+    assert checked.counts == parameter_counts(model)  # unique, total, shared, tied, buffers
 
 
 @pytest.mark.parametrize("path", ZOO, ids=[p.stem for p in ZOO])

@@ -58,6 +58,7 @@ class Evaluator:
         self.elements = 0  # parameter and buffer elements, each module once
         self.modules = 0
         self._counted: set[Any] = set()  # layer instances already counted
+        self._named: set[tuple[Any, str]] = set()  # (instance, module path) pairs seen
         # tables.counts_of_rows's definitions, worked out without building
         self.counts = dict.fromkeys(
             ("unique", "total", "shared", "tied", "trainable_unique", "buffers"), 0
@@ -111,7 +112,7 @@ class Evaluator:
     def layer(self, node: LayerNode, path: Path, where: str, inputs: tuple[Value, ...]) -> Value:
         node = self.complete(node, path, inputs)
         # a shared module is one module wherever it is used; anything else, one per instance
-        self.count(node, path, path if path[0] == "shared" else where)
+        self.count(node, path, path if path[0] == "shared" else where, where)
         entry = LAYERS.get(node.type)
         try:
             if entry.infer is None:
@@ -173,7 +174,7 @@ class Evaluator:
         self.completed[path] = done
         return done
 
-    def count(self, node: LayerNode, path: Path, instance: Any) -> None:
+    def count(self, node: LayerNode, path: Path, instance: Any, where: str) -> None:
         """Add the layer's parameters and modules (once per module) and hold the limits."""
         try:
             cost = layer_cost(node.type, node.args)
@@ -183,7 +184,10 @@ class Evaluator:
                 f"could not build layer {node.type}",
                 [self.resolved.problem(path, f"{node.type}({call}) failed: {err}")],
             ) from None
-        if instance in self._counted:  # a shared module reached again: its names count again
+        if (instance, where) in self._named:  # the same module called again: no new names
+            return
+        self._named.add((instance, where))
+        if instance in self._counted:  # a shared module at another place: its names count again
             self.counts["total"] += cost.parameters
             self.counts["shared"] += cost.parameters
             return

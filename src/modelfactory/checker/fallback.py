@@ -75,8 +75,8 @@ class _SkipInit(TorchFunctionMode):
     )
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        if func in self._FILLS:
-            return args[0]
+        if func in self._FILLS:  # the filled tensor, passed first or as tensor=
+            return args[0] if args else (kwargs or {}).get("tensor", (kwargs or {}).get("self"))
         return func(*args, **(kwargs or {}))
 
 
