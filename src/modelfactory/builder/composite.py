@@ -20,6 +20,7 @@ from torch import Tensor, nn
 __all__ = [
     "CompositeModule",
     "ProgramStep",
+    "UnpackError",
     "composite_class",
     "sequential_class",
     "STEP_TRACE",
@@ -99,11 +100,15 @@ class CompositeModule(nn.Module):
         return tuple(values[name] for name in self._mf_outputs)
 
 
+class UnpackError(ValueError):
+    """A step's ``out`` pattern does not match the structure of what it returned."""
+
+
 def _unpack(pattern: tuple[Any, ...], result: Any, values: dict[str, Any]) -> None:
     """Bind the names of ``pattern`` (nested tuples, ``_`` drops) to the parts of ``result``."""
     if not isinstance(result, (tuple, list)) or len(result) != len(pattern):
         got = f"{len(result)} values" if isinstance(result, (tuple, list)) else "one tensor"
-        raise ValueError(f"step unpacks {len(pattern)} values {_shown(pattern)}, got {got}")
+        raise UnpackError(f"step unpacks {len(pattern)} values {_shown(pattern)}, got {got}")
     for part, value in zip(pattern, result, strict=True):
         if isinstance(part, str):
             if part != DISCARD:

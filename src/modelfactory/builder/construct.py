@@ -21,7 +21,7 @@ from ..errors import ConfigProblem, ModelFactoryError, format_path
 from ..registry import LAYERS, OPS
 from ..spec.model import ModelSpec
 from ..spec.nodes import CompositeNode, LayerNode, NamedSequential
-from ..spec.program import kept
+from ..spec.program import is_value_ref, kept
 from ..spec.tensors import ConstantSpec, ParameterSpec, TensorFill
 from ..spec.walk import children, reference
 from .composite import ProgramStep, composite_class, sequential_class
@@ -197,7 +197,7 @@ class _Builder:
                 output = output[0]
             where_in_config = path + ("forward", index)
             if step.call is not None:
-                refs = set(step.value_refs())
+                refs = {k: v["value"] for k, v in step.kwargs.items() if is_value_ref(v)}
                 program.append(
                     ProgramStep(
                         inputs,
@@ -205,9 +205,7 @@ class _Builder:
                         child=step.call,
                         path=where_in_config,
                         kwargs=tuple((k, v) for k, v in step.kwargs.items() if k not in refs),
-                        kwarg_values=tuple(
-                            (k, v["value"]) for k, v in step.kwargs.items() if k in refs
-                        ),
+                        kwarg_values=tuple(refs.items()),
                     )
                 )
             else:

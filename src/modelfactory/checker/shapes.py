@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn.modules import module as module_hooks
 
-from ..builder.composite import STEP_TRACE, CompositeModule
+from ..builder.composite import STEP_TRACE, CompositeModule, UnpackError
 from ..builder.construct import construct
 from ..builder.streams import TORCH_DTYPES
 from ..errors import ConfigProblem, ShapeError, format_path
@@ -150,6 +150,11 @@ class _DryRun:
         module, shapes = stack[-1] if stack else (model, [])
         if isinstance(module, CompositeModule) and steps:
             step, inputs = steps[-1]
+            if isinstance(err, UnpackError):
+                return self.problem(
+                    step.path + ("out",),
+                    f"{text}; match 'out' to what the step returns (a list per tuple, '_' to drop)",
+                )
             if step.op is not None:
                 return self.problem(
                     step.path, f"op '{step.op}' got input shapes {_shapes(inputs)}: {text}"

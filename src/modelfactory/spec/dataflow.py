@@ -68,14 +68,14 @@ def check_dataflow(
                 problems.append(
                     problem(
                         "undefined_value",
-                        f"input '{name}' is not defined before this step.{did_you_mean(name, defined)}"
+                        f"{'input' if where == 'in' else 'keyword value'} '{name}' is not defined before this step.{did_you_mean(name, defined)}"
                         f" Defined so far: {', '.join(n for n in defined if not n.startswith('%')) or 'none'}.",
                         loc + (where,),
                         name,
                     )
                 )
             used.add(name)
-        if step.op is not None and step.op in OPS:
+        if step.op is not None and step.op in OPS and (ins or current is not None):
             arity = OPS.get(step.op).arity
             if arity is not None and len(ins) != arity:
                 problems.append(

@@ -25,6 +25,7 @@ from .validation import (
     custom_error,
     placeholder_problems,
     problem,
+    raise_problems,
     split_flat,
     validate_arguments,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "forward_signature",
     "leaves",
     "kept",
+    "is_value_ref",
 ]
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -53,7 +55,7 @@ MAX_UNPACK_DEPTH = 8  # nesting of an ``out:`` pattern such as ``[y, [h, c]]``
 OutPattern = TypeAliasType("OutPattern", "str | tuple[OutPattern, ...]")
 
 
-def _is_value_ref(value: Any) -> bool:
+def is_value_ref(value: Any) -> bool:
     """``{value: name}`` in a call's ``kwargs``: pass the named value, not a literal."""
     return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("value"), str)
 
@@ -86,7 +88,9 @@ class Step(Frozen):
             # A bare name: the composite decides whether it is a child or an op.
             data = {"call": data}
         elif isinstance(data, dict) and "op" in data:
-            data = split_flat(data, ("op", "in", "out", "inputs", "when"))
+            data = split_flat(data, ("op", "in", "out", "inputs", "when", "kwargs"))
+        elif isinstance(data, dict) and "call" in data:
+            _reject_flat_keywords(data)
         if isinstance(data, dict) and isinstance(data.get("in"), str):
             data = {**data, "in": [data["in"]]}
         if isinstance(data, dict) and isinstance(data.get("out"), list):
@@ -130,7 +134,30 @@ class Step(Frozen):
 
     def value_refs(self) -> tuple[str, ...]:
         """The values a call passes as keyword arguments (``kwargs: {mask: {value: m}}``)."""
-        return tuple(v["value"] for v in self.kwargs.values() if _is_value_ref(v))
+        return tuple(v["value"] for v in self.kwargs.values() if is_value_ref(v))
+
+
+_CALL_KEYS = ("call", "in", "inputs", "out", "kwargs", "when")
+
+
+def _reject_flat_keywords(data: dict[Any, Any]) -> None:
+    """A child call's keyword arguments go under ``kwargs``, never beside the step's own keys."""
+    unknown = [k for k in data if k not in _CALL_KEYS]
+    if unknown:
+        raise_problems(
+            "Step",
+            [
+                problem(
+                    "unknown_key",
+                    f"unknown key '{k}' in a child call.{did_you_mean(str(k), _CALL_KEYS)} Keyword "
+                    f"arguments of the call go under 'kwargs': {{call: {data.get('call')}, "
+                    f"kwargs: {{{k}: ...}}}}. Allowed keys: {', '.join(_CALL_KEYS)}.",
+                    (k,),
+                    data[k],
+                )
+                for k in unknown
+            ],
+        )
 
 
 def _pattern(value: Any) -> Any:
@@ -212,7 +239,7 @@ def _kwargs_problems(
     child: Any, step: Step, loc: tuple[Any, ...], scope: Scope
 ) -> list[dict[str, Any]]:
     """A call's keyword arguments: placeholders in scope, and names the child's forward takes."""
-    literal = {k: v for k, v in step.kwargs.items() if not _is_value_ref(v)}
+    literal = {k: v for k, v in step.kwargs.items() if not is_value_ref(v)}
     found = [
         p | {"loc": loc + ("kwargs",) + tuple(p["loc"])}
         for p in placeholder_problems(literal, scope)
