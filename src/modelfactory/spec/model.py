@@ -100,7 +100,8 @@ class ModelSpec(Frozen):
             partial = _partial_reference_problems(data, info)
             raise_with("ModelSpec", err, partial)
         raise_problems(
-            "ModelSpec", reference_problems(spec.blocks, spec.shared, spec.network, spec.ties)
+            "ModelSpec",
+            reference_problems(spec.blocks, spec.shared, [(("network",), spec.network)], spec.ties),
         )
         return spec
 
@@ -108,12 +109,13 @@ class ModelSpec(Frozen):
 def reference_problems(
     blocks: Mapping[str, Any],
     shared: Mapping[str, Any],
-    network: Any,
+    network: list[tuple[tuple[Any, ...], Any]],
     ties: Mapping[str, str],
 ) -> list[dict[str, Any]]:
     """Problems across sections: block names, misplaced params, flattened repeats, cycles.
 
-    ``network`` may be ``None`` (it did not validate); ``blocks`` and
+    ``network`` is ``[(("network",), node)]``, or the parts of it that
+    validated (``(("network", 2), item)``) when it did not; ``blocks`` and
     ``shared`` hold the entries that did.
     """
     problems: list[dict[str, Any]] = []
@@ -126,19 +128,20 @@ def reference_problems(
                     ("blocks", name),
                 )
             )
-    roots = [] if network is None else [(("network",), network)]
+    roots = list(network)
     roots += [(("shared", k), v) for k, v in shared.items()]
     roots += [
         (("blocks", k, "body"), v.body) if isinstance(v, ParametricBlock) else (("blocks", k), v)
         for k, v in blocks.items()
     ]
     for where, root in roots:
-        place = ".".join(str(p) for p in where[:2])
+        section = where[:1] if where[0] == "network" else where[:2]
+        place = ".".join(str(p) for p in section)
         problems += [
             problem(
                 "misplaced_params",
                 f"a block with 'params' is only allowed directly under blocks: (found inside {place})",
-                where[:2],
+                section,
             )
             for node in iter_nodes(root)
             if isinstance(node, ParametricBlock)
@@ -214,8 +217,21 @@ def _partial_reference_problems(data: Any, info: ValidationInfo) -> list[dict[st
             k: node for k, v in entries if isinstance(k, str) and (node := valid(v)) is not None
         }
     ties = valid(data.get("ties", {}), _TIES) or {}
-    network = valid(data["network"]) if "network" in data else None
-    return reference_problems(tables["blocks"], tables["shared"], network, ties)
+    raw = data.get("network")
+    network = valid(raw) if "network" in data else None
+    if network is not None:
+        roots = [(("network",), network)]
+    elif isinstance(raw, list):  # a list that failed: its items that validate on their own
+        items = [(i, n) for i, item in enumerate(raw) if (n := valid(item)) is not None]
+        roots = [
+            (("network", i, "body"), n.body)  # a flattened repeat is in its list: its body
+            if isinstance(n, RepeatNode) and n.flatten
+            else (("network", i), n)
+            for i, n in items
+        ]
+    else:
+        roots = []
+    return reference_problems(tables["blocks"], tables["shared"], roots, ties)
 
 
 def _declared_params(blocks: Any) -> dict[str, tuple[frozenset[str], frozenset[str]]]:

@@ -35,6 +35,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     Tag,
+    ValidationError,
     ValidationInfo,
     model_serializer,
     model_validator,
@@ -57,6 +58,7 @@ from .validation import (
     placeholder_problems,
     problem,
     raise_problems,
+    raise_with,
     scope_of,
     split_flat,
     when_problems,
@@ -272,25 +274,30 @@ class ParametricBlock(Frozen):
     def _params_scope(cls, data: Any, handler: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict):
             return handler(data)
+        defaults = _default_problems(data.get("params"))
         with inner_scope(info, params=mapping_keys(data.get("params"))):
-            return handler(data)
-
-    @model_validator(mode="after")
-    def _defaults_read_earlier_params(self) -> ParametricBlock:
-        # A default may compute from the parameters declared before it:
-        # {params: {dim: null, hidden: {expr: "dim * 4"}}}.
-        problems, earlier = [], frozenset[str]()
-        for name, default in self.params.items():
-            for kind, message, loc, found in placeholder_issues({name: default}, earlier):
-                note = " (a default reads only the parameters declared before it)"
-                problems.append(problem(kind, message + note, ("params",) + loc, found))
-            earlier = earlier | {name}
-        raise_problems("ParametricBlock", problems)
-        return self
+            try:
+                block = handler(data)
+            except ValidationError as err:
+                raise_with("ParametricBlock", err, defaults)
+        raise_problems("ParametricBlock", defaults)
+        return block
 
     def required(self) -> frozenset[str]:
         """Parameters without a default (written ``name: null``)."""
         return frozenset(k for k, v in self.params.items() if v is None)
+
+
+def _default_problems(params: Any) -> list[dict[str, Any]]:
+    """A default may compute from the parameters declared before it: ``hidden: {expr: "dim * 4"}``."""
+    problems: list[dict[str, Any]] = []
+    earlier = frozenset[str]()
+    for name, default in params.items() if isinstance(params, dict) else ():
+        for kind, message, loc, found in placeholder_issues({name: default}, earlier):
+            note = " (a default reads only the parameters declared before it)"
+            problems.append(problem(kind, message + note, ("params",) + loc, found))
+        earlier = earlier | {name}
+    return problems
 
 
 def _sequential_tag(value: Any) -> str:
