@@ -42,3 +42,23 @@ def test_yaml_example_validates_and_builds(text):
     out = model(make_input(spec.input, seed=0))
     outs = out if isinstance(out, tuple) else (out,)
     assert all(torch.isfinite(o).all() for o in outs)
+
+
+@pytest.fixture(scope="module")
+def schema_validator():
+    import jsonschema  # dev dependency
+
+    from modelfactory.spec.schema import model_schema
+
+    return jsonschema.Draft202012Validator(model_schema())
+
+
+@pytest.mark.parametrize("text", EXAMPLES)
+def test_yaml_example_matches_the_json_schema(text, schema_validator):
+    data = yaml.safe_load(text)
+    if "rules" in data:
+        pytest.skip("an init config, not a model file")
+    errors = [
+        f"{list(e.absolute_path)}: {e.message[:200]}" for e in schema_validator.iter_errors(data)
+    ]
+    assert not errors, errors
