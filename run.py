@@ -14,14 +14,17 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from modelfactory import ModelFactoryError
-from modelfactory.app.sweep import run_guarded
+from modelfactory.errors import ModelFactoryError
 from modelfactory.safety.terminal import terminal_text
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point: one job (in a multirun, a failed job is recorded, not raised)."""
+    # imported here, not at the top: --help, --cfg and shell completion never reach
+    # this function, so they do not import torch
+    from modelfactory.app.sweep import run_guarded
+
     try:
         run_guarded(cfg, conf_dir=Path(__file__).resolve().parent / "conf")
     except ModelFactoryError as err:

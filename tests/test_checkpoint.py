@@ -322,7 +322,7 @@ def test_failing_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatc
     path = mf.save(mf.build(MLP, seed=1), tmp_path / "m.safetensors")
     before = path.read_bytes()
 
-    def half_write_then_fail(filename, tensors, metadata=None):
+    def half_write_then_fail(filename, tensors, metadata=None, **options):
         with open(filename, "wb") as handle:
             handle.write(b"partial")
         raise OSError(28, "No space left on device")
@@ -333,3 +333,28 @@ def test_failing_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatc
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temp file left
     mf.load(path)
+
+
+def test_corrupted_tensor_data_is_refused_by_load_and_resume(tmp_path):
+    """Every tensor byte inverted, header intact: a clear error, not garbage weights."""
+    from modelfactory.app.summary import incomplete_reason
+    from modelfactory.io.checkpoint import verify_checksum
+
+    model = mf.build(MLP, seed=4)
+    path = mf.save(model, tmp_path / "model.safetensors")
+    assert mf.load(path) is not None
+    (tmp_path / "metrics.json").write_text(json.dumps({"status": "ok", "config_sha256": "c"}))
+    assert incomplete_reason(tmp_path, "c") is None  # a complete job, before the damage
+    data = bytearray(path.read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")
+    data[start:] = bytes(b ^ 0xFF for b in data[start:])
+    path.write_bytes(bytes(data))
+    with pytest.raises(
+        mf.CheckpointError, match=r"the data of 4 tensor\(s\) .* does not match the checksum"
+    ):
+        mf.load(path)
+    with pytest.raises(mf.CheckpointError, match="the file is corrupted"):
+        verify_checksum(path)
+    assert "the file is corrupted" in incomplete_reason(tmp_path, "c")  # resume reruns it
+    loaded = mf.load(path, verify=False)  # the documented switch: loads, unverified
+    assert not torch.equal(loaded[0].weight, model[0].weight)

@@ -366,7 +366,7 @@ def test_guard_records_an_unexpected_error_and_lets_the_sweep_go_on(
     def boom(*args, **kwargs):
         raise RuntimeError("CUDA out of memory")
 
-    monkeypatch.setattr(sweep_app, "run_job", boom)
+    monkeypatch.setattr("modelfactory.app.job.run_job", boom)
     assert sweep_app.run_guarded(cfg) is None
     record = json.loads((tmp_path / "metrics.json").read_text())
     assert record["status"] == "failed"
@@ -388,7 +388,7 @@ def test_guard_removes_an_earlier_result_before_running(hydra_job, tmp_path, mon
     def dies(*args, **kwargs):
         raise KeyboardInterrupt  # the job stops without recording anything
 
-    monkeypatch.setattr(sweep_app, "run_job", dies)
+    monkeypatch.setattr("modelfactory.app.job.run_job", dies)
     with pytest.raises(KeyboardInterrupt):
         sweep_app.run_guarded(cfg)
     assert not (tmp_path / "metrics.json").exists()

@@ -11,7 +11,7 @@ import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["ConfigProblem", "ModelFactoryError", "did_you_mean", "format_path"]
+__all__ = ["ConfigProblem", "ModelFactoryError", "did_you_mean", "format_path", "listing"]
 
 PathPart = str | int
 
@@ -27,15 +27,46 @@ def format_path(parts: Sequence[PathPart], root: str = "") -> str:
     return text or "<root>"
 
 
+# Bounds on error work and text: did-you-mean compares at most this many
+# candidates of at most this length (difflib is quadratic in the length), a
+# listing of names shows the first few, and one problem's message is capped.
+MAX_SUGGESTION_POOL = 500
+MAX_SUGGESTION_LENGTH = 100
+MAX_LISTED = 20
+MAX_MESSAGE = 2000
+MAX_RENDERED_PROBLEMS = 200
+MAX_RENDERED_TEXT = 50_000  # characters of one rendered error, problems included
+MAX_SUGGESTIONS = 50  # did-you-mean is worked out for this many problems of one kind
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
-    """Return ``" Did you mean 'x'?"`` for the closest candidate, or ``""``."""
-    pool = [c for c in candidates if isinstance(c, str)]
+    """Return ``" Did you mean 'x'?"`` for the closest candidate, or ``""`` (bounded work)."""
+    if len(name) > MAX_SUGGESTION_LENGTH:
+        return ""
+    pool = []
+    for candidate in candidates:
+        if isinstance(candidate, str) and len(candidate) <= MAX_SUGGESTION_LENGTH:
+            pool.append(candidate)
+            if len(pool) >= MAX_SUGGESTION_POOL:
+                break
     close = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
     if not close:
         lowered = {c.lower(): c for c in pool}
         if name.lower() in lowered:
             close = [lowered[name.lower()]]
     return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def listing(names: Sequence[str], limit: int = MAX_LISTED) -> str:
+    """``a, b, c`` for at most ``limit`` names, then how many more (``none`` if empty)."""
+    if not names:
+        return "none"
+    more = len(names) - limit
+    return ", ".join(names[:limit]) + (f" and {more} more" if more > 0 else "")
+
+
+def _capped(text: str, limit: int = MAX_MESSAGE) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -48,7 +79,7 @@ class ConfigProblem:
 
     def __str__(self) -> str:
         where = f" ({self.source})" if self.source else ""
-        return f"{self.path}: {self.message}{where}"
+        return _capped(f"{_capped(self.path, 200)}: {_capped(self.message)}{where}")
 
 
 class ModelFactoryError(Exception):
@@ -65,8 +96,18 @@ class ModelFactoryError(Exception):
 
     def _render(self) -> str:
         if not self.problems:
-            return self.headline
-        lines = [self.headline] + [f"  - {problem}" for problem in self.problems]
+            return _capped(self.headline)
+        lines = [_capped(self.headline)]
+        size = len(lines[0])
+        for problem in self.problems[:MAX_RENDERED_PROBLEMS]:
+            line = f"  - {problem}"
+            if size + len(line) > MAX_RENDERED_TEXT:
+                break
+            lines.append(line)
+            size += len(line) + 1
+        hidden = len(self.problems) - (len(lines) - 1)
+        if hidden:
+            lines.append(f"  ... and {hidden} more problem(s)")
         return "\n".join(lines)
 
 

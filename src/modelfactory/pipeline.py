@@ -278,7 +278,13 @@ def _has_unsaved_buffers(layer: nn.Module) -> bool:
     return any(m._non_persistent_buffers_set for m in layer.modules())
 
 
-def load(path: str | Path, *, device: str | torch.device = "cpu", strict: bool = True) -> nn.Module:
+def load(
+    path: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    strict: bool = True,
+    verify: bool = True,
+) -> nn.Module:
     """Rebuild a model from its checkpoint alone and load its weights strictly.
 
     A strict load constructs the stored architecture once, on the meta device;
@@ -286,7 +292,8 @@ def load(path: str | Path, *, device: str | torch.device = "cpu", strict: bool =
     is allocated; then each tensor is allocated once on ``device`` and
     overwritten from the file (no init pass). ``strict=False`` builds and
     initialises first, loads the tensors that match and logs (as warnings)
-    what it skipped. See ``docs/checkpoints.md``.
+    what it skipped. The file's checksum is verified on the same read
+    (``verify=False`` skips it). See ``docs/checkpoints.md``.
     """
     stored = read_checkpoint(path)
     target = resolve_device(device)
@@ -294,7 +301,7 @@ def load(path: str | Path, *, device: str | torch.device = "cpu", strict: bool =
     resolved = resolve(stored.spec)  # stored specs are already expanded: no work
     if not strict:
         model = _assemble(resolved, target, stored.seed, InitSpec(), "auto", None, initialize=True)
-        load_weights(model, path, strict=False)
+        load_weights(model, path, strict=False, verify=verify)
         check_ties(model, stored)
         return model
     model = _assemble(
@@ -308,6 +315,6 @@ def load(path: str | Path, *, device: str | torch.device = "cpu", strict: bool =
         # names, shapes and dtypes of the file against the meta model: nothing allocated yet
         before_allocate=lambda meta_model: check_weights(meta_model, path),
     )
-    load_weights(model, path, strict=True)
+    load_weights(model, path, strict=True, verify=verify)
     check_ties(model, stored)
     return model

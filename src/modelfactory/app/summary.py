@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from ..errors import ModelFactoryError
-from ..io.checkpoint import META_PREFIX, read_metadata
+from ..io.checkpoint import META_PREFIX, read_metadata, verify_checksum
 
 __all__ = [
     "SweepError",
@@ -88,7 +88,8 @@ def incomplete_reason(job_dir: str | Path, config_sha256: str) -> str | None:
 
     Complete means: ``metrics.json`` parses, says ``status: ok`` and was written
     for the same config (digest), and ``model.safetensors`` has a readable
-    modelfactory header (meta-device runs write no checkpoint).
+    modelfactory header and data matching its checksum (meta-device runs write no
+    checkpoint).
     """
     job_dir = Path(job_dir)
     path = job_dir / METRICS
@@ -112,6 +113,10 @@ def incomplete_reason(job_dir: str | Path, config_sha256: str) -> str | None:
         return str(err)
     if META_PREFIX + "spec" not in header:
         return f"{job_dir / CHECKPOINT} has no modelfactory architecture in its header"
+    try:  # a checkpoint whose bytes changed since it was written is not a result
+        verify_checksum(job_dir / CHECKPOINT)
+    except ModelFactoryError as err:
+        return str(err)
     return None
 
 

@@ -1,7 +1,7 @@
 """The Hydra side of sweeps: the per-job guard (failure isolation, resume) and the summary callback.
 
 Only ``run.py`` and Hydra (through ``hydra.callbacks`` in ``conf/config.yaml``)
-import this module; the summarising itself is Hydra-free, in :mod:`modelfactory.sweep`.
+import this module; the summarising itself is Hydra-free, in :mod:`modelfactory.app.summary`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ModelFactoryError
 from ..safety.terminal import terminal_text
-from .job import run_job
 from .summary import METRICS, config_digest, failure_record, incomplete_reason, write_summary
 
 __all__ = ["run_guarded", "SweepSummaryCallback"]
@@ -67,6 +66,8 @@ def run_guarded(cfg: DictConfig, *, conf_dir: Path | None = None) -> dict[str, A
         print(f"resume: {label}: running it ({reason})")
     # A job that dies without a word must not leave an earlier run's result behind.
     (output_dir / METRICS).unlink(missing_ok=True)
+
+    from .job import run_job  # here: the summary callback alone needs no torch
 
     try:
         return run_job(cfg, conf_dir=conf_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import ModelFactoryError
 from ..spec.tensors import InputSpec
 from .streams import INPUT_STREAM, TORCH_DTYPES, draw, make_generator
 
@@ -19,7 +21,17 @@ def make_input(spec: InputSpec, *, seed: int, device: torch.device | str = "cpu"
     """The seeded random input described by ``input:``, drawn on the CPU then moved."""
     dtype = TORCH_DTYPES[spec.resolved_dtype]
     generator = make_generator(seed, INPUT_STREAM)
-    return draw(spec.dist, spec.shape, dtype=dtype, generator=generator, high=spec.high).to(device)
+    try:
+        x = draw(spec.dist, spec.shape, dtype=dtype, generator=generator, high=spec.high)
+        return x.to(device)
+    except (RuntimeError, MemoryError) as err:  # out of memory for a large declared input
+        size = math.prod(spec.shape) * dtype.itemsize
+        raise ModelFactoryError(
+            f"input: could not allocate the declared input of shape {list(spec.shape)} "
+            f"({spec.resolved_dtype}, {size:,} bytes) on {device}: "
+            f"{str(err).splitlines()[0][:200] if str(err) else type(err).__name__}. "
+            "Declare a smaller input shape."
+        ) from None
 
 
 @dataclass

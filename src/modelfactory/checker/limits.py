@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigProblem, LimitError, format_path
+from ..registry import LAYERS
 from ..sharing import unique_tensors
 from ..spec.model import ModelSpec
 from ..spec.nodes import CompositeNode, LayerNode
@@ -116,17 +117,24 @@ def count_modules(spec: ModelSpec) -> int:
     def count(node: Any, parts: list[tuple[int, int]]) -> int:
         own = 1 if is_module(node) else 0
         if isinstance(node, LayerNode):
-            own += max(
-                sum(
-                    v
-                    for k, v in node.args.items()
-                    if _LAYER_COUNT_ARG.match(k) and isinstance(v, int) and not isinstance(v, bool)
-                ),
-                0,
-            )
+            own += _submodules(node)
         return own + sum(copies * result for copies, result in parts)
 
     return fold(spec, spec.network, count)
+
+
+def _submodules(node: LayerNode) -> int:
+    """Submodules a layer's constructor builds per its arguments (declared per layer type,
+    plus any ``num_*layers`` argument of a user layer)."""
+    declared = LAYERS.get(node.type).builds_per
+    total = 0
+    for key, value in node.args.items():
+        if key in declared or _LAYER_COUNT_ARG.match(key):
+            if isinstance(value, int) and not isinstance(value, bool):
+                total += max(value, 0)
+            elif isinstance(value, (list, tuple)):
+                total += len(value)
+    return total
 
 
 def _constants(spec: ModelSpec) -> Iterator[tuple[tuple[Any, ...], TensorFill]]:

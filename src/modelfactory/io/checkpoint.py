@@ -26,13 +26,15 @@ from ..spec.model import ModelSpec
 from ..spec.validate import validate_data
 from ..spec.yaml_reader import MAX_BYTES, MAX_DEPTH
 from .atomic import atomic_path
-from .safetensors_file import SafetensorsHeader, read_header, write_safetensors
+from .safetensors_file import SafetensorsHeader, read_header, read_into, write_safetensors
+from .suffixes import CHECKSUM_KEY
 
 __all__ = [
     "save",
     "read_checkpoint",
     "read_metadata",
     "check_ties",
+    "verify_checksum",
     "fingerprint",
     "StoredModel",
     "FORMAT_VERSION",
@@ -132,7 +134,7 @@ def save(model: nn.Module, path: str | Path) -> Path:
         with atomic_path(path) as tmp:
             # each shared or tied tensor once, under its first name; the tie map in
             # the metadata says which other names it stands for
-            write_safetensors(tmp, unique_state(model), metadata)
+            write_safetensors(tmp, unique_state(model), metadata, checksum_key=CHECKSUM_KEY)
     except OSError as err:
         raise CheckpointError(f"save: could not write '{path}': {err.strerror or err}") from err
     return path
@@ -229,6 +231,18 @@ def spec_from_data(data: Any, path: str | Path) -> ModelSpec:
             "written by an incompatible version",
             err.problems,
         ) from None
+
+
+def verify_checksum(path: str | Path) -> None:
+    """Raise :class:`CheckpointError` unless the file's tensor data matches its stored checksum.
+
+    Reads the whole data section once (no model is built). Files written
+    before checksums existed have none and pass.
+    """
+    header = read_header(path)
+    checksums = header.metadata.get(CHECKSUM_KEY)
+    if checksums is not None:
+        read_into(header, {}, checksums=checksums, check_all=True)
 
 
 def check_ties(model: nn.Module, stored: StoredModel) -> None:

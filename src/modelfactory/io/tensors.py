@@ -20,7 +20,7 @@ from .atomic import atomic_path
 from .checkpoint import FORMAT_VERSION, META_PREFIX
 from .ptfile import read_torch_file
 from .safetensors_file import read_header, write_safetensors
-from .suffixes import TORCH_SUFFIXES
+from .suffixes import CHECKSUM_KEY, TORCH_SUFFIXES
 
 __all__ = ["save_tensors", "load_tensors"]
 
@@ -75,7 +75,7 @@ def save_tensors(obj: TensorsLike, path: str | Path) -> Path:
     metadata = {META_PREFIX + "format": FORMAT_VERSION, _KIND: kind}
     try:
         with atomic_path(path) as tmp:
-            write_safetensors(tmp, _unshare(tensors), metadata)
+            write_safetensors(tmp, _unshare(tensors), metadata, checksum_key=CHECKSUM_KEY)
     except OSError as err:
         raise CheckpointError(f"save: could not write '{path}': {err.strerror or err}") from err
     return path

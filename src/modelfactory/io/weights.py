@@ -18,8 +18,8 @@ from torch import nn
 from ..errors import CheckpointError, ConfigProblem
 from ..sharing import tensor_groups
 from .ptfile import load_state_dict
-from .safetensors_file import read_header
-from .suffixes import TORCH_SUFFIXES
+from .safetensors_file import SafetensorsHeader, read_header, read_into
+from .suffixes import CHECKSUM_KEY, TORCH_SUFFIXES
 
 __all__ = ["load_weights", "check_weights", "TORCH_SUFFIXES"]
 
@@ -103,7 +103,10 @@ def _report(path: Path, problems: list[ConfigProblem]) -> list[str]:
 
 
 def _safetensors_layout(path: Path) -> _Stored:
-    header = read_header(path)  # checked sizes before safetensors maps anything
+    return _layout(read_header(path))  # checked sizes before safetensors maps anything
+
+
+def _layout(header: SafetensorsHeader) -> _Stored:
     return _Stored(
         {name: e.shape for name, e in header.tensors.items()},
         {name: e.torch_dtype for name, e in header.tensors.items()},
@@ -130,7 +133,9 @@ def check_weights(model: nn.Module, path: str | Path) -> None:
         raise _mismatch(path, problems)
 
 
-def load_weights(model: nn.Module, path: str | Path, *, strict: bool = True) -> list[str]:
+def load_weights(
+    model: nn.Module, path: str | Path, *, strict: bool = True, verify: bool = True
+) -> list[str]:
     """Copy the tensors of a safetensors or ``.pt`` state_dict file into ``model`` in place.
 
     Copying (never ``assign=True``) keeps shared modules and tied parameters the
@@ -138,7 +143,8 @@ def load_weights(model: nn.Module, path: str | Path, *, strict: bool = True) -> 
     the file. With ``strict`` any missing key, unexpected key, shape or dtype
     mismatch is an error listing all of them, and nothing is loaded;
     ``strict=False`` loads what matches, logs a warning for everything skipped
-    and returns the list of what it skipped.
+    and returns the list of what it skipped. A checkpoint's checksum is
+    verified on the same read unless ``verify=False``.
     """
     path = Path(path)
     if path.suffix.lower() in TORCH_SUFFIXES:
@@ -148,18 +154,21 @@ def load_weights(model: nn.Module, path: str | Path, *, strict: bool = True) -> 
             raise _mismatch(path, problems)
         _copy(plan, state.__getitem__)
         return _report(path, problems)
-    layout = _safetensors_layout(path)
+    header = read_header(path)
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            plan, problems = _match(model, layout, handle.get_tensor)
-            if problems and strict:
-                raise _mismatch(path, problems)
-            _copy(plan, handle.get_tensor)
+        with safe_open(str(path), framework="pt") as handle:  # for tied duplicates only
+            plan, problems = _match(model, _layout(header), handle.get_tensor)
     except SafetensorError as err:
         raise CheckpointError(
             f"load: '{path}' is not a readable safetensors file ({err}). It may be truncated or "
             "corrupted: re-save it from the original model."
         ) from None
+    if problems and strict:
+        raise _mismatch(path, problems)
+    # straight into the model's own storage; the checksum (when the file has one)
+    # is checked on the same pass over the bytes
+    checksums = header.metadata.get(CHECKSUM_KEY) if verify else None
+    read_into(header, dict(plan), checksums=checksums)
     return _report(path, problems)
 
 

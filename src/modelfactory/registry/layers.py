@@ -15,6 +15,7 @@ import inspect
 import torch
 from torch import Tensor, nn
 
+from .layer_rules import LAYER_RULES
 from .table import LAYERS, Constraint, LayerEntry, register_layer
 
 __all__ = ["CenteredLayer", "MyLinear", "register_torch_layers", "NOT_LAYERS"]
@@ -118,6 +119,20 @@ _TORCH_FAMILIES: list[tuple[tuple[str, ...], dict[str, Constraint], dict[str, in
 ]
 
 
+# Arguments that make a constructor build that many submodules, counted against
+# the module limit before the layer is built (AdaptiveLogSoftmaxWithLoss with
+# 900,000 cutoffs took 472 s and 7.4 GB to construct).
+_BUILDS_PER: dict[str, tuple[str, ...]] = {
+    "RNN": ("num_layers",),
+    "LSTM": ("num_layers",),
+    "GRU": ("num_layers",),
+    "TransformerEncoder": ("num_layers",),
+    "TransformerDecoder": ("num_layers",),
+    "Transformer": ("num_encoder_layers", "num_decoder_layers"),
+    "AdaptiveLogSoftmaxWithLoss": ("cutoffs",),
+}
+
+
 def register_torch_layers() -> None:
     """Register every public ``torch.nn`` module class that config data can build."""
     declared = {
@@ -134,7 +149,16 @@ def register_torch_layers() -> None:
         ):
             continue
         constraints, rule = declared.get(name, ({}, {}))
-        LAYERS.add(LayerEntry(name, obj, constraints=constraints, shape_rule=dict(rule)))
+        LAYERS.add(
+            LayerEntry(
+                name,
+                obj,
+                constraints=constraints,
+                shape_rule=dict(rule),
+                builds_per=_BUILDS_PER.get(name, ()),
+                infer=LAYER_RULES.get(name),
+            )
+        )
 
 
 @register_layer

@@ -102,6 +102,36 @@ class LayerEntry(_Entry):
     # output shape from input shapes and arguments (see registry/symbolic.py);
     # None: the shape check runs the layer on the meta device instead
     infer: ShapeRule | None = None
+    # arguments that make the constructor build that many submodules (an int, or
+    # a list's length): counted before anything is constructed, even on meta
+    builds_per: tuple[str, ...] = ()
+
+    def make(self, args: dict[str, Any], device: Any) -> Any:
+        """Construct the layer with its tensors on ``device``.
+
+        torch.nn layers take ``device=`` themselves; others are built inside a
+        ``torch.device`` context, which routes every call through a function
+        mode (slower, and on first use it imports torch._dynamo: 1.4 s).
+        """
+        if self.takes_device:
+            return self.target(**args, device=device)
+        import torch
+
+        with torch.device(device):
+            return self.target(**args)
+
+    @property
+    def takes_device(self) -> bool:
+        """True if the constructor accepts ``device=`` (every factory-kwargs torch.nn layer)."""
+        if self._takes_device is None:
+            try:
+                params = inspect.signature(self.target).parameters
+                self._takes_device = "device" in params
+            except (TypeError, ValueError):
+                self._takes_device = False
+        return self._takes_device
+
+    _takes_device: bool | None = field(default=None, init=False, repr=False)
 
 
 @dataclass
@@ -177,8 +207,8 @@ class Registry(Generic[E]):
             raise RegistryError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        """The standard message for an unknown name: closest names, and how to add one."""
-        return f"unknown {self.kind} '{name}'.{did_you_mean(name, self._entries)} {self.how_to_add}"
+        """The standard message for an unknown name in this registry."""
+        return f"unknown {self.kind} '{name}'.{did_you_mean(name, self._entries)}"
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

@@ -10,12 +10,17 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from ..errors import did_you_mean
+from ..errors import MAX_SUGGESTIONS, did_you_mean, listing
 from ..registry import OPS
 from .program import DISCARD, IDENTIFIER, Step, kept
 from .validation import problem
 
 __all__ = ["check_dataflow", "resolved_outputs"]
+
+
+def _hint(name: str, defined: Collection[str], problems: list[dict[str, Any]]) -> str:
+    # suggestions for the problems that will be shown; past those, no more work
+    return did_you_mean(name, defined) if len(problems) < MAX_SUGGESTIONS else ""
 
 
 def check_dataflow(
@@ -35,6 +40,7 @@ def check_dataflow(
     """
     defined: dict[str, str] = {name: "input" for name in inputs}
     defined.update({name: "constant" for name in constants})
+    named = list(defined)  # the user's own names, in order (listed in errors)
     conditional: set[str] = set()
     used: set[str] = set()
     current: str | None = inputs[0]
@@ -68,8 +74,8 @@ def check_dataflow(
                 problems.append(
                     problem(
                         "undefined_value",
-                        f"{'input' if where == 'in' else 'keyword value'} '{name}' is not defined before this step.{did_you_mean(name, defined)}"
-                        f" Defined so far: {', '.join(n for n in defined if not n.startswith('%')) or 'none'}.",
+                        f"{'input' if where == 'in' else 'keyword value'} '{name}' is not defined before this step.{_hint(name, defined, problems)}"
+                        f" Defined so far: {listing(named)}.",
                         loc + (where,),
                         name,
                     )
@@ -106,6 +112,8 @@ def check_dataflow(
                         name,
                     )
                 )
+            if name not in defined:
+                named.append(name)
             defined[name] = f"output of step {index}"
             if step.when is not None:
                 conditional.add(name)
@@ -126,7 +134,7 @@ def check_dataflow(
             problems.append(
                 problem(
                     "undefined_value",
-                    f"output '{name}' is never produced.{did_you_mean(name, defined)}",
+                    f"output '{name}' is never produced.{_hint(name, defined, problems)}",
                     ("outputs",),
                     name,
                 )
