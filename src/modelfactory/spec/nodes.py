@@ -35,7 +35,6 @@ from pydantic import (
     Field,
     PlainSerializer,
     Tag,
-    ValidationError,
     ValidationInfo,
     model_serializer,
     model_validator,
@@ -46,19 +45,16 @@ from ..errors import did_you_mean
 from ..registry import LAYERS
 from .composite import CompositeNode
 from .layer_args import layer_args_problems
-from .placeholders import placeholder_issues
+from .parametric import ParametricBlock
 from .program import IDENTIFIER, ChildName
 from .validation import (
     TAG_PREFIX,
     Frozen,
     When,
     custom_error,
-    inner_scope,
-    mapping_keys,
     placeholder_problems,
     problem,
     raise_problems,
-    raise_with,
     scope_of,
     split_flat,
     when_problems,
@@ -256,50 +252,6 @@ class RepeatNode(Frozen):
         return [self.child_name(i) for i in range(self.repeat)]
 
 
-class ParametricBlock(Frozen):
-    """A block definition with parameters: ``{params: {planes: 64}, body: node}``.
-
-    Inside ``body``, ``{param: planes}`` stands for the value given at each use
-    (``{block: Name, with: {planes: 128}}``); a param without a default
-    (``null``) must be given. Only allowed directly under ``blocks:``.
-    """
-
-    params: dict[Annotated[str, Field(pattern=IDENTIFIER.pattern)], Any] = Field(
-        default_factory=dict
-    )
-    body: Node
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _params_scope(cls, data: Any, handler: Any, info: ValidationInfo) -> Any:
-        if not isinstance(data, dict):
-            return handler(data)
-        defaults = _default_problems(data.get("params"))
-        with inner_scope(info, params=mapping_keys(data.get("params"))):
-            try:
-                block = handler(data)
-            except ValidationError as err:
-                raise_with("ParametricBlock", err, defaults)
-        raise_problems("ParametricBlock", defaults)
-        return block
-
-    def required(self) -> frozenset[str]:
-        """Parameters without a default (written ``name: null``)."""
-        return frozenset(k for k, v in self.params.items() if v is None)
-
-
-def _default_problems(params: Any) -> list[dict[str, Any]]:
-    """A default may compute from the parameters declared before it: ``hidden: {expr: "dim * 4"}``."""
-    problems: list[dict[str, Any]] = []
-    earlier = frozenset[str]()
-    for name, default in params.items() if isinstance(params, dict) else ():
-        for kind, message, loc, found in placeholder_issues({name: default}, earlier):
-            note = " (a default reads only the parameters declared before it)"
-            problems.append(problem(kind, message + note, ("params",) + loc, found))
-        earlier = earlier | {name}
-    return problems
-
-
 def _sequential_tag(value: Any) -> str:
     return f"{TAG_PREFIX}list" if isinstance(value, (list, tuple)) else f"{TAG_PREFIX}mapping"
 
@@ -416,7 +368,7 @@ def dump_node(node: Any) -> Any:
 RepeatNode.model_rebuild()
 CompositeNode.model_rebuild(_types_namespace={"Node": Node})
 NamedSequential.model_rebuild()
-ParametricBlock.model_rebuild()
+ParametricBlock.model_rebuild(_types_namespace={"Node": Node})
 _TAG_BY_CLASS.update(
     {
         LayerNode: f"{TAG_PREFIX}layer",

@@ -21,6 +21,7 @@ __all__ = [
     "iter_placeholders",
     "placeholder_issues",
     "condition_issues",
+    "default_issues",
     "substitute",
     "check_condition",
     "Issue",
@@ -114,6 +115,18 @@ def placeholder_issues(values: Mapping[str, Any], declared: frozenset[str] | Non
                 issues.extend(
                     _expression_issues(holder["expr"], declared, loc, holder, "the expression")
                 )
+    return issues
+
+
+def default_issues(params: Any) -> list[Issue]:
+    """A default may compute from the parameters declared before it: ``hidden: {expr: "dim * 4"}``."""
+    issues: list[Issue] = []
+    earlier: frozenset[str] = frozenset()
+    for name, default in params.items() if isinstance(params, dict) else ():
+        for kind, message, loc, found in placeholder_issues({name: default}, earlier):
+            note = " (a default reads only the parameters declared before it)"
+            issues.append((kind, message + note, ("params",) + loc, found))
+        earlier = earlier | {name}
     return issues
 
 
