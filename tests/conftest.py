@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,3 +40,14 @@ def registrations():
     for registry, names in before.items():
         for name in set(registry.names()) - names:
             registry.remove(name)
+
+
+def torchrun(nproc: int, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``python -m torch.distributed.run --standalone`` from this venv (a free port each time)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node", str(nproc), *args]
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), **(env or {})}
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run(
+        command, capture_output=True, text=True, cwd=ROOT, env=full_env, timeout=240
+    )

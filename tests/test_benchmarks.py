@@ -55,3 +55,13 @@ def test_build_cuda_skips_cleanly_without_cuda():
     proc = run_benchmark("build.py", "--device", "cuda")
     assert proc.returncode == 0, proc.stderr
     assert "skipped" in proc.stdout and "CUDA is not available" in proc.stdout
+
+
+def test_sharded_quick_prints_the_memory_per_rank_table():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "sharded.py"), "--quick", "--no-write"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| run | malloc | rank | parameters held | peak RSS after build |" in proc.stdout
+    assert proc.stdout.count("| build_sharded, world size 2 |") == 2  # one row per rank

@@ -115,3 +115,91 @@ def test_hostile_input_is_refused_within_bounds(code, tmp_path):
     run_bounded(code, tmp_path)
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert not leftovers
+
+
+# ---------------------------------------------------------------- refusals in the same process
+def test_fill_and_dtype_combinations_are_validated():
+    import modelfactory as mf
+
+    def refused(data, match):
+        with pytest.raises(mf.ModelFactoryError, match=match):
+            mf.validate(data)
+
+    refused(
+        {"input": {"shape": [2], "dist": "randn", "dtype": "bool"}, "network": ["ReLU"]},
+        "dist 'randn' draws floating-point values",
+    )
+    refused(
+        {"input": {"shape": [2], "dist": "randint", "high": 2**70}, "network": ["ReLU"]},
+        "beyond what dtype 'int64' holds",
+    )
+    constant = {"name": "C", "forward": [{"op": "add", "in": ["x", "c"]}]}
+    refused(
+        {
+            "input": {"shape": [2]},
+            "network": {**constant, "constants": {"c": {"shape": [0, 2**70]}}},
+        },
+        "less than or equal to",
+    )
+    refused(
+        {
+            "input": {"shape": [2]},
+            "network": {
+                **constant,
+                "constants": {"c": {"shape": [2], "fill": "randn", "dtype": "int64"}},
+            },
+        },
+        "fill 'randn' draws floating-point values",
+    )
+
+
+def test_a_yaml_merge_key_is_refused(tmp_path):
+    import modelfactory as mf
+
+    path = tmp_path / "merge.yaml"
+    path.write_text(
+        "input: {shape: [2, 4]}\n"
+        "base: &b {type: Linear, in_features: 4, out_features: 4}\n"
+        "network:\n  - {<<: *b, out_features: 8}\n"
+    )
+    with pytest.raises(mf.ModelFactoryError, match=r"merge key \('<<'\) is not allowed"):
+        mf.validate(path)
+
+
+def test_a_checkpoint_spec_with_an_interpolation_is_refused(tmp_path):
+    import json
+
+    import torch
+
+    import modelfactory as mf
+    from modelfactory.io.checkpoint import META_PREFIX, fingerprint
+    from modelfactory.io.safetensors_file import write_safetensors
+
+    model = mf.build(
+        {
+            "input": {"shape": [2, 4]},
+            "network": [{"type": "Linear", "in_features": 4, "out_features": 4}],
+        }
+    )
+    path = mf.save(model, tmp_path / "m.safetensors")
+    meta = mf.io.checkpoint.read_metadata(path)
+    spec = json.loads(meta[META_PREFIX + "spec"])
+    spec["name"] = "${oc.env:HOME}"
+    meta[META_PREFIX + "spec"] = json.dumps(spec)
+    meta[META_PREFIX + "fingerprint"] = fingerprint(mf.validate({**spec, "name": "x"}))
+    state = {k: v for k, v in model.state_dict().items()}
+    write_safetensors(tmp_path / "evil.safetensors", state, meta)
+    with pytest.raises(
+        mf.CheckpointError, match="interpolation '\\$\\{oc.env:HOME\\}' is not allowed"
+    ):
+        mf.load(tmp_path / "evil.safetensors")
+    del torch
+
+
+def test_run_py_with_a_non_integer_seed_is_a_clean_error(tmp_path):
+    from test_app import run_app
+
+    proc = run_app("seed=abc", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "seed: must be a non-negative integer, found 'abc'" in proc.stderr

@@ -74,7 +74,7 @@ def test_sigkill_during_repeated_saves_leaves_old_or_new_checkpoint(tmp_path):
         # old (last reported) or new (completed, killed before it could report)
         assert on_disk in (last_reported, last_reported + 1), (trial, on_disk, last_reported)
         mid_save_kills += any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
-        for leftover in tmp_path.glob(".model.safetensors.*.tmp"):
+        for leftover in tmp_path.glob(".mf-*.tmp"):
             leftover.unlink()  # the killed write's temp file; never the target
         version = on_disk
     print(f"{TRIALS} kills, {mid_save_kills} while a temp file existed (mid-save)")

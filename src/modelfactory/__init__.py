@@ -42,6 +42,12 @@ _LAZY = {
     "try_all_gpus": "devices",
     "summary": "tables",
     "limits": "checker",
+    # sharded builds and DCP checkpoints import torch.distributed's FSDP and checkpoint packages
+    "build_sharded": "builder.sharded",
+    "save_dcp": "io.dcp",
+    "load_dcp": "io.dcp",
+    "dcp_to_safetensors": "io.dcp",
+    "safetensors_to_dcp": "io.dcp",
 }
 _RENAMED = {"summary": "layer_summary"}
 
@@ -66,10 +72,12 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eagerly
+    from .builder.sharded import build_sharded
     from .checker import limits
     from .checker.shapes import CheckedSpec
     from .devices import try_all_gpus, try_gpu
     from .io.checkpoint import save
+    from .io.dcp import dcp_to_safetensors, load_dcp, safetensors_to_dcp, save_dcp
     from .io.ptfile import load_state_dict, save_state_dict
     from .io.tensors import load_tensors, save_tensors
     from .io.weights import load_weights
@@ -102,4 +110,9 @@ __all__ = [
     "try_all_gpus",
     "summary",
     "limits",
+    "build_sharded",
+    "save_dcp",
+    "load_dcp",
+    "dcp_to_safetensors",
+    "safetensors_to_dcp",
 ]

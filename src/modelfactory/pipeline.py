@@ -28,7 +28,13 @@ from .builder.init import (
     plan_init,
     replay_default_init,
 )
-from .builder.materialize import META_THRESHOLD, estimate_parameters, materialize, meta_safe
+from .builder.materialize import (
+    META_THRESHOLD,
+    estimate_parameters,
+    has_unsaved_buffers,
+    materialize,
+    meta_safe,
+)
 from .builder.ties import apply_ties
 from .checker.limits import check_structure, enforce_parameter_budget
 from .checker.shapes import CheckedSpec
@@ -148,14 +154,25 @@ def build(
     then counted on the constructed model (before init) instead of on the
     dry run.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ModelFactoryError(f"seed: must be a non-negative integer, found {seed!r}")
+    check_seed(seed)
     if strategy not in ("auto", "meta", "direct"):
         raise ModelFactoryError(f"strategy: must be 'auto', 'meta' or 'direct', found {strategy!r}")
     target = resolve_device(device)
     init_spec = to_init_spec(init)
     stage: Stage = to_checked(spec) if check else spec_without_check(spec)
     return _assemble(stage, target, seed, init_spec, strategy, progress, initialize=True)
+
+
+def check_seed(seed: Any) -> None:
+    """Refuse a seed that is not a non-negative integer."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ModelFactoryError(f"seed: must be a non-negative integer, found {seed!r}")
+
+
+def labeled_rules(spec: ModelSpec, init_spec: InitSpec) -> list[LabeledRule]:
+    """The model file's own init rules, then those passed to build, each with where it was written."""
+    rules = [LabeledRule(r, f"init[{i}]") for i, r in enumerate(spec.init)]
+    return rules + [LabeledRule(r, f"init.rules[{i}]") for i, r in enumerate(init_spec.rules)]
 
 
 def spec_without_check(spec: Any) -> Stage:
@@ -181,8 +198,7 @@ def _assemble(
     """
     spec = stage.spec
     counted = isinstance(stage, CheckedSpec)  # the budget was enforced by the check
-    rules = [LabeledRule(r, f"init[{i}]") for i, r in enumerate(spec.init)]
-    rules += [LabeledRule(r, f"init.rules[{i}]") for i, r in enumerate(init_spec.rules)]
+    rules = labeled_rules(spec, init_spec)
     # Identical values on every device: build and initialise on the CPU, then move.
     on_cpu_first = init_spec.cpu_generator and target.type not in ("cpu", "meta")
     build_device = torch.device("cpu") if on_cpu_first else target
@@ -262,7 +278,7 @@ def _via_meta(
     # layer ids survive materialising; parameter objects may not
     skip = fully_covered_layers(record, plan.covered()) if plan else set()
     if not initialize:  # the caller overwrites every saved tensor; keep the rest valid
-        skip = {id(layer) for _, layer in record.layers if not _has_unsaved_buffers(layer)}
+        skip = {id(layer) for _, layer in record.layers if not has_unsaved_buffers(layer)}
     if device.type != "meta":
         tied_away = {
             (id(model.get_submodule(target.rpartition(".")[0])), target.rpartition(".")[2])
@@ -271,11 +287,6 @@ def _via_meta(
         materialize(model, record, device=device, seed=seed, tied_away=tied_away)
         replay_default_init(record, seed=seed, device=device, skip=skip, tied_away=tied_away)
     return model, record, pairs
-
-
-def _has_unsaved_buffers(layer: nn.Module) -> bool:
-    """True if a layer holds non-persistent buffers, which no checkpoint restores."""
-    return any(m._non_persistent_buffers_set for m in layer.modules())
 
 
 def load(

@@ -19,10 +19,11 @@ from omegaconf import DictConfig, OmegaConf
 from ..builder.forward import make_input, run_forward
 from ..checker.limits import set_budget
 from ..checker.shapes import CheckedSpec
-from ..errors import SpecError
+from ..errors import ModelFactoryError, SpecError
 from ..io.checkpoint import save
 from ..pipeline import build, check
 from ..registry.plugins import load_plugins
+from ..spec.parallel import to_parallel_spec
 from ..spec.validate import load_spec_file, plain_data, validate_data
 from ..spec.yaml_reader import SourceMap, load_yaml_file
 from ..tables import (
@@ -64,6 +65,17 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+def job_seed(cfg: DictConfig) -> int:
+    """The run's seed, checked: ``seed=abc`` on the command line is a clear error."""
+    value = cfg.get("seed")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ModelFactoryError(
+            f"seed: must be a non-negative integer, found {str(value)[:40]!r}; "
+            "pass e.g. seed=0"
+        )
+    return value
+
+
 def run_job(cfg: DictConfig, *, conf_dir: Path | None = None) -> dict[str, Any]:
     """Validate, build, print, run and save the configured model; return the metrics.
 
@@ -75,6 +87,7 @@ def run_job(cfg: DictConfig, *, conf_dir: Path | None = None) -> dict[str, Any]:
     choice = hydra_cfg.runtime.choices.get("model")
     label = Path(cfg.model_file).stem if cfg.get("model_file") else choice
 
+    seed = job_seed(cfg)
     load_plugins(cfg.get("plugins") or ())  # trusted: the command line or conf/, never a model file
     set_budget(max_parameters=cfg.get("max_parameters"))
 
@@ -85,14 +98,32 @@ def run_job(cfg: DictConfig, *, conf_dir: Path | None = None) -> dict[str, Any]:
     timings["validate_s"] = time.perf_counter() - start
 
     init = plain_data(cfg.get("init")) if cfg.get("init") is not None else None
+    parallel = to_parallel_spec(cfg.get("parallel"))
+    if parallel.strategy == "fsdp":
+        from .sharded_job import run_sharded_job  # torch.distributed only when asked for
+
+        extra = {
+            "overrides": list(hydra_cfg.overrides.task),
+            "config_sha256": config_digest(OmegaConf.to_container(cfg, resolve=True)),
+        }
+        return run_sharded_job(
+            cfg,
+            parallel,
+            checked,
+            init,
+            output_dir=output_dir,
+            label=label,
+            timings=timings,
+            extra=extra,
+        )
     start = time.perf_counter()
     with DelayedProgress("initialising") as progress:
-        model = build(checked, device=cfg.device, seed=int(cfg.seed), init=init, progress=progress)
+        model = build(checked, device=cfg.device, seed=seed, init=init, progress=progress)
     timings["build_s"] = time.perf_counter() - start
     info = model.modelfactory_info
     device = info.device
 
-    x = make_input(spec.input, seed=int(cfg.seed), device=device)
+    x = make_input(spec.input, seed=seed, device=device)
     if cfg.get("print_model", True):
         print(model)
         print()
@@ -129,7 +160,7 @@ def run_job(cfg: DictConfig, *, conf_dir: Path | None = None) -> dict[str, Any]:
         "init": (init or {}).get("name") if isinstance(init, dict) else None,
         "strategy": info.facts.get("strategy"),
         "device": device,
-        "seed": int(cfg.seed),
+        "seed": seed,
         "input_shape": list(spec.input.shape),
         "output": stats,
         "parameters": parameter_counts(model),

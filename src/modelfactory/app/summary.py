@@ -89,7 +89,7 @@ def incomplete_reason(job_dir: str | Path, config_sha256: str) -> str | None:
     Complete means: ``metrics.json`` parses, says ``status: ok`` and was written
     for the same config (digest), and ``model.safetensors`` has a readable
     modelfactory header and data matching its checksum (meta-device runs write no
-    checkpoint).
+    checkpoint; a sharded run's ``model.dcp`` must be a complete DCP checkpoint).
     """
     job_dir = Path(job_dir)
     path = job_dir / METRICS
@@ -106,6 +106,14 @@ def incomplete_reason(job_dir: str | Path, config_sha256: str) -> str | None:
     if metrics.get("config_sha256") != config_sha256:
         return "metrics.json was written for a different config"
     if metrics.get("device") == "meta":
+        return None
+    if metrics.get("strategy") == "fsdp":  # a sharded run: a complete DCP directory
+        from ..io.dcp import read_dcp  # torch.distributed's checkpoint package, only here
+
+        try:
+            read_dcp(job_dir / "model.dcp")
+        except ModelFactoryError as err:
+            return str(err)
         return None
     try:
         header = read_metadata(job_dir / CHECKPOINT)

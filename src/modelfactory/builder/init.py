@@ -24,7 +24,16 @@ from ..spec.init_rules import InitRule, path_glob_match
 from .construct import BuildRecord
 from .streams import derive_seed, layer_stream, make_generator, param_stream, seed_default_generator
 
-__all__ = ["ParamInfo", "InitPlan", "plan_init", "apply_init", "replay_default_init", "LabeledRule"]
+__all__ = [
+    "ParamInfo",
+    "InitPlan",
+    "plan_init",
+    "apply_init",
+    "apply_rule",
+    "replay_default_init",
+    "reset_layer",
+    "LabeledRule",
+]
 
 
 @dataclass(frozen=True)
@@ -194,35 +203,45 @@ def apply_init(
                 continue
             rule = labeled.rule
             if info.tensor.device.type != "meta":
-                fn = INITS.get(rule.scheme).target
-                kwargs = dict(rule.args)
-                if _accepts_generator(fn):
-                    kwargs["generator"] = make_generator(
-                        seed, param_stream(info.name), info.tensor.device
-                    )
-                try:
-                    fn(info.tensor, **kwargs)
-                except Exception as err:  # torch's own checks (e.g. xavier on a 1-D tensor)
-                    raise InitError(
-                        f"init rule {labeled.path} failed on parameter '{info.name}'",
-                        [
-                            ConfigProblem(
-                                labeled.path,
-                                f"{rule.describe()} cannot initialise '{info.name}' "
-                                f"(shape {list(info.tensor.shape)}): {err}. Narrow the rule's selectors.",
-                            )
-                        ],
-                    ) from err
+                apply_rule(labeled, info.name, info.tensor, seed=seed)
             report.append(
                 row | {"rule": labeled.path, "scheme": rule.scheme, "args": dict(rule.args)}
             )
     return report
 
 
-def _reset(module: nn.Module) -> None:
+def apply_rule(labeled: LabeledRule, name: str, tensor: torch.Tensor, *, seed: int) -> None:
+    """Fill ``tensor`` (the full parameter ``name``) by ``labeled``'s scheme from its own stream.
+
+    The stream is the parameter's (``param:<name>``, on the tensor's device),
+    so the values do not depend on which other tensors are initialised, nor
+    on whether ``tensor`` is the parameter itself or a full-size scratch copy
+    that a sharded build slices afterwards.
+    """
+    rule = labeled.rule
+    fn = INITS.get(rule.scheme).target
+    kwargs = dict(rule.args)
+    if _accepts_generator(fn):
+        kwargs["generator"] = make_generator(seed, param_stream(name), tensor.device)
+    try:
+        fn(tensor, **kwargs)
+    except Exception as err:  # torch's own checks (e.g. xavier on a 1-D tensor)
+        raise InitError(
+            f"init rule {labeled.path} failed on parameter '{name}'",
+            [
+                ConfigProblem(
+                    labeled.path,
+                    f"{rule.describe()} cannot initialise '{name}' "
+                    f"(shape {list(tensor.shape)}): {err}. Narrow the rule's selectors.",
+                )
+            ],
+        ) from err
+
+
+def reset_layer(module: nn.Module) -> None:
     """PyTorch's own init for one layer: reset every submodule, children first (as construction does)."""
     for child in module.children():
-        _reset(child)
+        reset_layer(child)
     reset = getattr(module, "reset_parameters", None) or getattr(module, "_reset_parameters", None)
     if callable(reset):
         reset()
@@ -256,7 +275,7 @@ def replay_default_init(
                         module._parameters[attr] = nn.Parameter(torch.empty_like(param))
                         swapped.append((module, attr, param))
             seed_default_generator(device, derive_seed(seed, layer_stream(path)))
-            _reset(layer)
+            reset_layer(layer)
             for module, attr, param in swapped:
                 module._parameters[attr] = param
 

@@ -20,7 +20,13 @@ from ..spec.nodes import CompositeNode, LayerNode
 from ..spec.walk import fold
 from .construct import BuildRecord, fill_constant
 
-__all__ = ["estimate_parameters", "meta_safe", "materialize", "META_THRESHOLD"]
+__all__ = [
+    "estimate_parameters",
+    "meta_safe",
+    "materialize",
+    "has_unsaved_buffers",
+    "META_THRESHOLD",
+]
 
 # Above this estimated parameter count the meta path is worth it: the default
 # init pass it saves costs more than constructing twice (see docs/benchmarks.md).
@@ -128,3 +134,8 @@ def materialize(
                 filled = fill_constant(learned, seed=seed, stream=stream, device=device)
                 owner._parameters[name].copy_(filled)  # type: ignore[union-attr]
     return model
+
+
+def has_unsaved_buffers(layer: nn.Module) -> bool:
+    """True if a layer holds non-persistent buffers, which no checkpoint restores."""
+    return any(m._non_persistent_buffers_set for m in layer.modules())

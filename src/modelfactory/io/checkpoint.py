@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from ..errors import CheckpointError, ModelFactoryError
 from ..safety.json_bounded import loads_bounded
 from ..sharing import tensor_groups, unique_state
 from ..spec.model import ModelSpec
-from ..spec.validate import validate_data
+from ..spec.validate import check_data_shape, refuse_interpolation, validate_data
 from ..spec.yaml_reader import MAX_BYTES, MAX_DEPTH
 from .atomic import atomic_path
 from .safetensors_file import SafetensorsHeader, read_header, read_into, write_safetensors
@@ -35,6 +36,9 @@ __all__ = [
     "read_metadata",
     "check_ties",
     "verify_checksum",
+    "check_tie_groups",
+    "stored_from_metadata",
+    "build_metadata",
     "fingerprint",
     "StoredModel",
     "FORMAT_VERSION",
@@ -128,6 +132,12 @@ def save(model: nn.Module, path: str | Path) -> Path:
             "is unknown. Build it with modelfactory.build, or save its state_dict with "
             "modelfactory.save_tensors or modelfactory.save_state_dict."
         )
+    if _has_dtensors(model):
+        raise CheckpointError(
+            f"save: {type(model).__name__} is sharded (FSDP), so no process holds all of it. Save it "
+            "with modelfactory.io.dcp.save_dcp (called on every rank), then convert the directory "
+            "with modelfactory.io.dcp.dcp_to_safetensors if one file is needed."
+        )
     path = Path(path)
     metadata = build_metadata(info, tie_map(model))
     try:
@@ -138,6 +148,12 @@ def save(model: nn.Module, path: str | Path) -> Path:
     except OSError as err:
         raise CheckpointError(f"save: could not write '{path}': {err.strerror or err}") from err
     return path
+
+
+def _has_dtensors(model: nn.Module) -> bool:
+    # No DTensor can exist before torch.distributed.tensor is imported: do not import it here.
+    module = sys.modules.get("torch.distributed.tensor")
+    return module is not None and any(isinstance(p, module.DTensor) for p in model.parameters())
 
 
 @dataclass(frozen=True)
@@ -184,7 +200,19 @@ def read_checkpoint(path: str | Path) -> StoredModel:
     """
     path = Path(path)
     header = read_header(path)
-    metadata = header.metadata
+    spec, seed, ties = stored_from_metadata(header.metadata, path)
+    return StoredModel(header, spec, seed, ties, header.metadata)
+
+
+def stored_from_metadata(
+    metadata: dict[str, str], path: str | Path
+) -> tuple[ModelSpec, int, list[list[str]]]:
+    """Check the ``modelfactory.*`` metadata of a checkpoint; return its spec, seed and tie map.
+
+    The same checks for a safetensors header and for the JSON beside a DCP
+    checkpoint (:mod:`modelfactory.io.dcp`).
+    """
+    path = Path(path)
     if META_PREFIX + "spec" not in metadata:
         raise CheckpointError(
             f"load: '{path}' has no modelfactory architecture in its metadata; it was not written by "
@@ -218,12 +246,14 @@ def read_checkpoint(path: str | Path) -> StoredModel:
         raise CheckpointError(
             f"load: '{path}': metadata '{META_PREFIX}ties' must be a list of lists of names"
         )
-    return StoredModel(header, spec, int(seed_text), ties, metadata)
+    return spec, int(seed_text), ties
 
 
 def spec_from_data(data: Any, path: str | Path) -> ModelSpec:
     """Validate the architecture stored in a checkpoint's metadata."""
     try:
+        check_data_shape(data, root="checkpoint.spec")  # bounded before walking it
+        refuse_interpolation(data, root="checkpoint.spec")
         return validate_data(data, root="checkpoint.spec")
     except ModelFactoryError as err:
         raise CheckpointError(
@@ -247,11 +277,16 @@ def verify_checksum(path: str | Path) -> None:
 
 def check_ties(model: nn.Module, stored: StoredModel) -> None:
     """The rebuilt model must tie exactly the names the checkpoint says were tied."""
+    check_tie_groups(model, stored.ties, stored.header.path)
+
+
+def check_tie_groups(model: nn.Module, ties: list[list[str]], path: str | Path) -> None:
+    """Refuse a model whose tie map differs from ``ties`` (what the checkpoint at ``path`` records)."""
     found = tie_map(model)
-    expected = sorted(sorted(group) for group in stored.ties)
+    expected = sorted(sorted(group) for group in ties)
     if found != expected:
         raise CheckpointError(
-            f"load: '{stored.header.path}': the rebuilt model ties {found} but the checkpoint "
+            f"load: '{path}': the rebuilt model ties {found} but the checkpoint "
             f"records ties {expected}. Its weights were saved from a differently tied model; "
             "re-save it from the original model."
         )

@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
+from ..checker.limits import current_limits
 from ..errors import CheckpointError
 from .atomic import atomic_path
 from .checkpoint import FORMAT_VERSION, META_PREFIX
 from .ptfile import read_torch_file
-from .safetensors_file import read_header, write_safetensors
+from .safetensors_file import read_header, read_into, write_safetensors
 from .suffixes import CHECKSUM_KEY, TORCH_SUFFIXES
 
 __all__ = ["save_tensors", "load_tensors"]
@@ -90,14 +89,24 @@ def load_tensors(path: str | Path, *, device: str | torch.device = "cpu") -> Any
     path = Path(path)
     if path.suffix.lower() in TORCH_SUFFIXES:
         return _checked_torch_object(read_torch_file(path), path, device)
-    header = read_header(path)  # checked sizes before safetensors maps anything
-    try:
-        tensors = load_file(str(path), device=str(device))
-    except SafetensorError as err:
+    header = read_header(path)  # checked sizes before anything is allocated
+    total = sum(entry.nbytes for entry in header.tensors.values())
+    budget = current_limits().max_parameters * 8  # bytes: the element budget in float64
+    if total > budget:
         raise CheckpointError(
-            f"load_tensors: '{path}' is not a readable safetensors file ({err}). It may be "
-            "truncated or corrupted: re-save it."
-        ) from None
+            f"load_tensors: '{path}' holds {total:,} bytes of tensors, over the budget of "
+            f"{budget:,}; raise it with modelfactory.limits.budget(max_parameters=...) if the "
+            "file is trusted"
+        )
+    tensors = {
+        name: torch.empty(entry.shape, dtype=getattr(torch, entry.torch_dtype))
+        for name, entry in header.tensors.items()
+    }
+    # read straight into the new tensors, each checked against its stored checksum
+    read_into(header, tensors, checksums=header.metadata.get(CHECKSUM_KEY))
+    device = torch.device(device)
+    if device.type != "cpu":
+        tensors = {name: t.to(device) for name, t in tensors.items()}
     kind = header.metadata.get(_KIND, "dict")
     if kind == "dict":
         return tensors

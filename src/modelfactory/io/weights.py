@@ -21,7 +21,7 @@ from .ptfile import load_state_dict
 from .safetensors_file import SafetensorsHeader, read_header, read_into
 from .suffixes import CHECKSUM_KEY, TORCH_SUFFIXES
 
-__all__ = ["load_weights", "check_weights", "TORCH_SUFFIXES"]
+__all__ = ["load_weights", "check_weights", "check_layout", "TORCH_SUFFIXES"]
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,26 @@ def check_weights(model: nn.Module, path: str | Path) -> None:
     _, problems = _match(model, _safetensors_layout(path), None)
     if problems:
         raise _mismatch(path, problems)
+
+
+def check_layout(
+    model: nn.Module,
+    shapes: Mapping[str, tuple[int, ...]],
+    dtypes: Mapping[str, str],
+    path: str | Path,
+) -> None:
+    """Raise if stored names, shapes and dtypes (torch dtype names) do not match ``model`` exactly.
+
+    For checkpoints whose layout is known without a safetensors header (a DCP
+    directory's ``.metadata``); works on a ``meta`` model, like :func:`check_weights`.
+    """
+    _, problems = _match(model, _Stored(dict(shapes), dict(dtypes)), None)
+    if problems:
+        raise CheckpointError(
+            f"load: '{path}' does not match the model ({len(problems)} problem(s)); nothing was "
+            "loaded. Check that the checkpoint belongs to this architecture.",
+            problems,
+        )
 
 
 def load_weights(

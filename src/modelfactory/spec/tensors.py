@@ -8,13 +8,17 @@ from pydantic import Discriminator, Field, PositiveInt, Tag, ValidationInfo, mod
 from pydantic_core import PydanticCustomError
 
 from .placeholders import is_placeholder, placeholder_issues
-from .validation import TAG_PREFIX, Frozen, problem, raise_problems, scope_of
+from .validation import TAG_PREFIX, Frozen, custom_error, problem, raise_problems, scope_of
 
 __all__ = ["Dtype", "InputSpec", "TensorFill", "ConstantSpec", "ParameterSpec", "Fill"]
 
 Dtype = Literal["float32", "float64", "float16", "bfloat16", "int64", "int32", "bool"]
 FloatDtype = Literal["float32", "float64", "float16", "bfloat16"]
 Fill = Literal["rand", "randn", "zeros", "ones", "full", "arange"]
+_FLOATS = ("float32", "float64", "float16", "bfloat16")
+_INT_MAX = {"int64": 2**63 - 1, "int32": 2**31 - 1, "bool": 1}
+# One dimension's size; any real tensor is far smaller, and torch overflows past 2**63.
+MAX_DIM = 2**40
 
 
 def _not_none(value: Any) -> bool:
@@ -24,7 +28,7 @@ def _not_none(value: Any) -> bool:
 class InputSpec(Frozen):
     """The random input of the forward pass (``torch.rand(2, 20)`` is the default)."""
 
-    shape: tuple[PositiveInt, ...] = Field(min_length=1)
+    shape: tuple[Annotated[PositiveInt, Field(le=MAX_DIM)], ...] = Field(min_length=1)
     dist: Literal["rand", "randn", "zeros", "ones", "randint"] = "rand"
     high: PositiveInt | None = Field(
         default=None, description="randint only: exclusive upper bound (token ids)"
@@ -39,6 +43,18 @@ class InputSpec(Frozen):
             )
         if self.dist != "randint" and self.high is not None:
             raise PydanticCustomError("unused_high", "'high' is only used with dist 'randint'")
+        dtype = self.resolved_dtype
+        if self.dist in ("rand", "randn") and dtype not in _FLOATS:
+            raise custom_error(
+                "dist_dtype",
+                f"dist {self.dist!r} draws floating-point values; dtype {dtype!r} cannot hold "
+                "them. Use a float dtype, or dist 'randint' for integers",
+            )
+        if self.high is not None and self.high - 1 > _INT_MAX.get(dtype, 2**53):
+            raise custom_error(
+                "randint_high_range",
+                f"'high' {self.high} is beyond what dtype {dtype!r} holds; use a smaller bound",
+            )
         return self
 
     @property
@@ -53,7 +69,7 @@ def _size_tag(value: Any) -> str:
 
 
 Size = Annotated[
-    Annotated[Annotated[int, Field(ge=0)], Tag(f"{TAG_PREFIX}size")]
+    Annotated[Annotated[int, Field(ge=0, le=MAX_DIM)], Tag(f"{TAG_PREFIX}size")]
     | Annotated[dict[str, str], Tag(f"{TAG_PREFIX}placeholder")],
     Discriminator(_size_tag),
 ]
@@ -102,6 +118,14 @@ class TensorFill(Frozen):
             problems.append(
                 problem(
                     "constant_value", "'value' is required with fill 'full' and used only there"
+                )
+            )
+        if self.fill in ("rand", "randn") and self.dtype not in _FLOATS:
+            problems.append(
+                problem(
+                    "fill_dtype",
+                    f"fill {self.fill!r} draws floating-point values; dtype {self.dtype!r} cannot "
+                    "hold them. Use a float dtype, or fill 'zeros', 'ones', 'full' or 'arange'",
                 )
             )
         data = {"shape": list(self.shape), "value": self.value}

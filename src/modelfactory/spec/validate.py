@@ -115,6 +115,33 @@ def check_data_shape(data: Any, *, root: str = "") -> None:
             stack.extend((v, path + (i,)) for i, v in enumerate(value))
 
 
+def refuse_interpolation(data: Any, *, root: str = "") -> None:
+    """Refuse ``${...}`` anywhere in plain data, as the YAML reader does for model files.
+
+    For specs that arrive as data rather than text (a checkpoint's metadata):
+    such a string would be resolved if the spec were ever handed to OmegaConf.
+    """
+    problems = []
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
+    while stack and len(problems) < 20:
+        value, path = stack.pop()
+        if isinstance(value, str) and "${" in value:
+            problems.append(
+                ConfigProblem(
+                    format_path(path, root),
+                    f"interpolation {_short(value)} is not allowed: a spec is plain data; "
+                    "write the value itself",
+                )
+            )
+        elif isinstance(value, dict):
+            stack.extend((v, path + (k,)) for k, v in value.items())
+            stack.extend((k, path + (k,)) for k in value if isinstance(k, str))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((v, path + (i,)) for i, v in enumerate(value))
+    if problems:
+        raise SpecError("refused: the spec contains interpolations", problems)
+
+
 def validate_data(data: Any, *, source: SourceMap | None = None, root: str = "") -> ModelSpec:
     """Validate plain data as a model spec, raising one :class:`SpecError` listing every problem."""
     if not isinstance(data, Mapping):

@@ -134,7 +134,16 @@ class _Walk:
                 child = path + (key,)
                 if isinstance(key_node, yaml.ScalarNode):
                     self._scalar(key_node, child)
-                if key in keys and key != "<<":
+                if key == "<<" or key_node.tag == "tag:yaml.org,2002:merge":
+                    # a merge key copies another mapping's keys in, silently, around the
+                    # duplicate-key refusal below
+                    self.refuse(
+                        key_node,
+                        child,
+                        "a YAML merge key ('<<') is not allowed: it copies keys in silently and "
+                        "hides duplicates; write the keys out (or use a block)",
+                    )
+                elif key in keys:
                     self.refuse(
                         key_node,
                         child,
