@@ -228,3 +228,20 @@ def test_models_with_parameters_pickle():
     x = torch.randn(2, 4, 8)
     assert torch.equal(clone(x), model(x))
     assert torch.equal(clone.causal, model.causal) and "causal" not in clone.state_dict()
+
+
+def test_a_sharded_build_fills_parameters_as_a_plain_build_does():
+    from modelfactory.builder.sharded import build_sharded, full_state_dict
+    from modelfactory.distributed import process_group
+
+    data = tokens_spec()
+    data["network"]["parameters"]["table"] = {"shape": [6, 8], "fill": "randn"}
+    data["network"]["parameters"]["b"] = {"shape": [1, 4, 8]}
+    data["ties"] = {"b": "pos_embedding"}
+    with process_group(torch.device("cpu")):
+        for init in (None, [{"param": "table", "scheme": "normal", "std": 0.02}]):
+            sharded = full_state_dict(build_sharded(data, shard=["*"], seed=7, init=init))
+            plain = mf.build(data, seed=7, init=init).state_dict()
+            assert sorted(sharded) == sorted(plain)
+            for key, value in plain.items():
+                assert torch.equal(sharded[key], value), key

@@ -131,9 +131,25 @@ def materialize(
     with torch.no_grad():
         for owner, name, learned, stream in record.learned:
             if (id(owner), name) not in tied_away:
+                target = owner._parameters[name]
+                assert target is not None
                 filled = fill_constant(learned, seed=seed, stream=stream, device=device)
-                owner._parameters[name].copy_(filled)  # type: ignore[union-attr]
+                target.copy_(_like(target, filled))
     return model
+
+
+def _like(target: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
+    """``full`` as ``target`` holds it: on a sharded build, this rank's shard of it.
+
+    Every rank fills the same whole tensor from the same stream, so each takes
+    its own shard locally (no communication).
+    """
+    mesh, placements = getattr(target, "device_mesh", None), getattr(target, "placements", None)
+    if mesh is None or placements is None:
+        return full
+    from torch.distributed.tensor import distribute_tensor
+
+    return distribute_tensor(full, mesh, placements, src_data_rank=None)
 
 
 def has_unsaved_buffers(layer: nn.Module) -> bool:
