@@ -94,3 +94,23 @@ def test_every_builtin_op_is_documented_with_an_example():
         (row,) = [r for r in rows if f"`{name}`" in r.split("|")[1]]
         for argument in OPS.get(name).args_model.model_fields:
             assert f"`{argument}`" in row, (name, argument)
+
+
+@pytest.fixture(scope="module")
+def schema_validator():
+    import jsonschema  # dev dependency
+
+    from modelfactory.spec.schema import model_schema
+
+    return jsonschema.Draft202012Validator(model_schema())
+
+
+@pytest.mark.parametrize("text", EXAMPLES)
+def test_yaml_example_matches_the_json_schema(text, schema_validator):
+    data = yaml.safe_load(text)
+    if "rules" in data:
+        pytest.skip("an init config, not a model file")
+    errors = [
+        f"{list(e.absolute_path)}: {e.message[:200]}" for e in schema_validator.iter_errors(data)
+    ]
+    assert not errors, errors

@@ -130,7 +130,7 @@ def test_schema_specialises_layers_including_user_registered(scale_layer):
     schema = model_schema()
     branch = _layer_branch(schema, scale_layer)
     assert branch["required"] == ["type", "factor"]
-    assert set(branch["properties"]) == {"type", "factor", "shift"}
+    assert set(branch["properties"]) == {"type", "when", "factor", "shift"}
     assert branch["additionalProperties"] is False
     assert branch["description"] == "Multiply by a constant factor."
     linear = _layer_branch(schema, "Linear")

@@ -79,7 +79,11 @@ def to_resolved(spec: Any) -> ResolvedSpec:
         return spec
     if isinstance(spec, CheckedSpec):
         return spec.resolved
-    return resolve(validate(spec))
+    validated = validate(spec)
+    resolved = resolve(validated)
+    if resolved.spec is not validated:  # sizes computed from block parameters: limits again
+        check_structure(resolved.spec)
+    return resolved
 
 
 def to_checked(spec: Any) -> CheckedSpec:
@@ -295,11 +299,11 @@ def _via_meta(
     if not initialize:  # the caller overwrites every saved tensor; keep the rest valid
         skip = {id(layer) for _, layer in record.layers if not has_unsaved_buffers(layer)}
     if device.type != "meta":
-        materialize(model, record, device=device, seed=seed)
         tied_away = {
             (id(model.get_submodule(target.rpartition(".")[0])), target.rpartition(".")[2])
             for target, _ in pairs
         }
+        materialize(model, record, device=device, seed=seed, tied_away=tied_away)
         replay_default_init(record, seed=seed, device=device, skip=skip, tied_away=tied_away)
     return model, record, pairs
 

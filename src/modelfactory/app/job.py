@@ -99,8 +99,7 @@ def job_seed(cfg: DictConfig) -> int:
     value = cfg.get("seed")
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ModelFactoryError(
-            f"seed: must be a non-negative integer, found {str(value)[:40]!r}; "
-            "pass e.g. seed=0"
+            f"seed: must be a non-negative integer, found {str(value)[:40]!r}; pass e.g. seed=0"
         )
     return value
 

@@ -17,9 +17,20 @@ from typing import Any
 
 from torch import Tensor, nn
 
-__all__ = ["CompositeModule", "ProgramStep", "composite_class", "STEP_TRACE", "BLOCKS_MODULE"]
+__all__ = [
+    "CompositeModule",
+    "ProgramStep",
+    "UnpackError",
+    "composite_class",
+    "sequential_class",
+    "STEP_TRACE",
+    "BLOCKS_MODULE",
+    "SEQUENTIALS_MODULE",
+]
 
 BLOCKS_MODULE = "modelfactory.blocks"  # where composite classes are found by name
+SEQUENTIALS_MODULE = "modelfactory.sequentials"  # where named Sequential classes are found
+DISCARD = "_"
 
 # The steps in progress (innermost last), recorded only while the shape check runs.
 STEP_TRACE: contextvars.ContextVar[list | None] = contextvars.ContextVar(
@@ -32,11 +43,13 @@ class ProgramStep:
     """One executable step: call child ``target`` or apply ``fn`` to the named inputs."""
 
     inputs: tuple[str, ...]
-    output: str | tuple[str, ...]  # a tuple unpacks a tuple-valued result
+    output: Any  # a name, or nested tuples of names that unpack the result ("_" drops)
     child: str | None = None
     fn: Callable[..., Tensor] | None = None
     path: tuple[Any, ...] = ()  # the step's config path, for error messages
     op: str | None = None  # the op's registered name
+    kwargs: tuple[tuple[str, Any], ...] = ()  # a child call's literal keyword arguments
+    kwarg_values: tuple[tuple[str, str], ...] = ()  # keyword -> the named value passed
 
 
 class CompositeModule(nn.Module):
@@ -58,6 +71,7 @@ class CompositeModule(nn.Module):
             )
         values: dict[str, Any] = dict(zip(self._mf_inputs, args, strict=True))
         values.update(self._buffers)  # constants, wherever the module has been moved
+        values.update(self._parameters)  # learned tensors (the current Parameter objects)
         modules = self._modules
         trace = STEP_TRACE.get()  # set only during the shape check's dry run
         for step in self._mf_program:
@@ -65,28 +79,52 @@ class CompositeModule(nn.Module):
             if trace is not None:
                 trace.append((step, inputs))
             if step.child is not None:
-                result = modules[step.child](*inputs)
+                if step.kwargs or step.kwarg_values:
+                    keywords = dict(step.kwargs)
+                    keywords.update((key, values[name]) for key, name in step.kwarg_values)
+                    result = modules[step.child](*inputs, **keywords)
+                else:
+                    result = modules[step.child](*inputs)
             else:
                 assert step.fn is not None
                 result = step.fn(*inputs)
             if isinstance(step.output, str):
-                values[step.output] = result
+                if step.output != DISCARD:
+                    values[step.output] = result
             else:
-                if not isinstance(result, (tuple, list)) or len(result) != len(step.output):
-                    got = (
-                        f"{len(result)} values"
-                        if isinstance(result, (tuple, list))
-                        else "one tensor"
-                    )
-                    raise ValueError(
-                        f"step unpacks {len(step.output)} values {list(step.output)}, got {got}"
-                    )
-                values.update(zip(step.output, result, strict=True))
+                _unpack(step.output, result, values)
             if trace is not None:
                 trace.pop()
         if len(self._mf_outputs) == 1:
             return values[self._mf_outputs[0]]
         return tuple(values[name] for name in self._mf_outputs)
+
+
+class UnpackError(ValueError):
+    """A step's ``out`` pattern does not match the structure of what it returned."""
+
+
+def _unpack(pattern: tuple[Any, ...], result: Any, values: dict[str, Any]) -> None:
+    """Bind the names of ``pattern`` (nested tuples, ``_`` drops) to the parts of ``result``."""
+    if not isinstance(result, (tuple, list)) or len(result) != len(pattern):
+        got = f"{len(result)} values" if isinstance(result, (tuple, list)) else "one tensor"
+        raise UnpackError(f"step unpacks {len(pattern)} values {_shown(pattern)}, got {got}")
+    for part, value in zip(pattern, result, strict=True):
+        if isinstance(part, str):
+            if part != DISCARD:
+                values[part] = value
+        else:
+            _unpack(part, value, values)
+
+
+def _shown(pattern: Any) -> Any:
+    return [_shown(p) for p in pattern] if isinstance(pattern, tuple) else pattern
+
+
+@functools.cache
+def sequential_class(name: str) -> type[nn.Sequential]:
+    """The ``nn.Sequential`` subclass printed as ``name`` (``Conv2dNormActivation(...)``)."""
+    return type(name, (nn.Sequential,), {"__module__": SEQUENTIALS_MODULE, "__qualname__": name})
 
 
 @functools.cache

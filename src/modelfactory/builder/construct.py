@@ -20,16 +20,18 @@ from torch import nn
 from ..errors import ConfigProblem, ModelFactoryError, format_path
 from ..registry import LAYERS, OPS
 from ..spec.model import ModelSpec
-from ..spec.nodes import CompositeNode, LayerNode
-from ..spec.tensors import ConstantSpec
+from ..spec.nodes import CompositeNode, LayerNode, NamedSequential
+from ..spec.program import is_value_ref, kept
+from ..spec.tensors import ConstantSpec, ParameterSpec, TensorFill
 from ..spec.walk import children, reference
-from .composite import ProgramStep, composite_class
+from .composite import ProgramStep, composite_class, sequential_class
 from .streams import (
     TORCH_DTYPES,
     constant_stream,
     derive_seed,
     draw,
     layer_stream,
+    learned_stream,
     make_generator,
     seed_default_generator,
 )
@@ -38,14 +40,24 @@ __all__ = ["BuildInfo", "BuildRecord", "construct", "fill_constant"]
 
 
 def fill_constant(
-    spec: ConstantSpec, *, seed: int, stream: str, device: torch.device
+    spec: TensorFill, *, seed: int, stream: str, device: torch.device
 ) -> torch.Tensor:
-    """Create a constant's tensor from its own seeded stream, drawn on the CPU."""
+    """Create a constant's (or learned parameter's) tensor from its own seeded stream, on the CPU.
+
+    ``tril``/``triu`` then keep one triangle of the last two dimensions.
+    """
     dtype = TORCH_DTYPES[spec.dtype]
+    shape = spec.concrete_shape()
+    assert shape is not None  # placeholders are substituted when blocks are expanded
     if device.type == "meta":
-        return torch.empty(spec.shape, dtype=dtype, device=device)
+        return torch.empty(shape, dtype=dtype, device=device)
     generator = make_generator(seed, stream)
-    tensor = draw(spec.fill, spec.shape, dtype=dtype, generator=generator, value=spec.value)
+    value = spec.value if not isinstance(spec.value, dict) else None
+    tensor = draw(spec.fill, shape, dtype=dtype, generator=generator, value=value)
+    if spec.tril is not None:
+        tensor = torch.tril(tensor, diagonal=spec.tril)
+    if spec.triu is not None:
+        tensor = torch.triu(tensor, diagonal=spec.triu)
     return tensor.to(device)
 
 
@@ -80,12 +92,14 @@ class BuildRecord:
     """What construction made, for the stages after it (materialisation, init, checks).
 
     ``layers`` lists every registry-built layer with its module path, in
-    construction order; ``constants`` every constant buffer with its spec and
+    construction order; ``constants`` every constant buffer and ``learned``
+    every composite-owned parameter, each with its owner, name, spec and
     random-stream name.
     """
 
     layers: list[tuple[str, nn.Module]] = field(default_factory=list)
     constants: list[tuple[nn.Module, str, ConstantSpec, str]] = field(default_factory=list)
+    learned: list[tuple[nn.Module, str, ParameterSpec, str]] = field(default_factory=list)
     config_paths: dict[int, tuple[Any, ...]] = field(
         default_factory=dict
     )  # id(module) -> config path
@@ -126,7 +140,10 @@ class _Builder:
         elif isinstance(node, CompositeNode):
             module = self._composite(node, path, where, class_name)
         else:  # lists, repeats and named sequentials: a Sequential of their children
-            module = nn.Sequential()
+            name = node.name if isinstance(node, NamedSequential) else None
+            module = sequential_class(name)() if name else nn.Sequential()
+            if name:
+                self.record.block_types[name] = type(module)
             for child in children(node):
                 for name in child.names or ():
                     module.add_module(
@@ -181,11 +198,21 @@ class _Builder:
         for index, step in enumerate(node.forward):
             inputs = step.inputs if step.inputs is not None else (current,)
             output = step.out if step.out is not None else f"%{index}"
-            if isinstance(output, tuple) and len(output) == 1:
+            if isinstance(output, tuple) and len(output) == 1 and isinstance(output[0], str):
                 output = output[0]
             where_in_config = path + ("forward", index)
             if step.call is not None:
-                program.append(ProgramStep(inputs, output, child=step.call, path=where_in_config))
+                refs = {k: v["value"] for k, v in step.kwargs.items() if is_value_ref(v)}
+                program.append(
+                    ProgramStep(
+                        inputs,
+                        output,
+                        child=step.call,
+                        path=where_in_config,
+                        kwargs=tuple((k, v) for k, v in step.kwargs.items() if k not in refs),
+                        kwarg_values=tuple(refs.items()),
+                    )
+                )
             else:
                 assert step.op is not None
                 fn = OPS.get(step.op).target
@@ -193,17 +220,25 @@ class _Builder:
                 program.append(
                     ProgramStep(inputs, output, fn=bound, path=where_in_config, op=step.op)
                 )
-            current = output if isinstance(output, str) else f"%{index}"
+            kept_values = kept(step, index)
+            current = kept_values[0] if len(kept_values) == 1 else ""
         cls = composite_class(node.name or class_name or "Block")
         self.record.block_types[cls.__name__] = cls
         module = cls(node.inputs, program, node.resolved_outputs())
         for child in children(node):
             name = child.key[-1]
             module.add_module(name, self.build(child.node, path + child.key, _join(where, name)))
+        for name, learned in node.parameters.items():
+            stream = learned_stream(_join(where, name))
+            tensor = fill_constant(learned, seed=self.seed, stream=stream, device=self.device)
+            module.register_parameter(name, nn.Parameter(tensor))
+            self.record.learned.append((module, name, learned, stream))
+        if node.parameters:
+            module._mf_fills = {name: p.fill for name, p in node.parameters.items()}
         for name, constant in node.constants.items():
             stream = constant_stream(_join(where, name))
             tensor = fill_constant(constant, seed=self.seed, stream=stream, device=self.device)
-            module.register_buffer(name, tensor, persistent=True)
+            module.register_buffer(name, tensor, persistent=constant.persistent)
             self.record.constants.append((module, name, constant, stream))
         return module
 

@@ -193,14 +193,13 @@ def apply_init(
             }
             if labeled is None:
                 owner = type(info.owners[0]).__name__
-                report.append(
-                    row
-                    | {
-                        "rule": "default",
-                        "scheme": f"{owner} default (reset_parameters)",
-                        "args": {},
-                    }
+                fill = getattr(info.owners[0], "_mf_fills", {}).get(_split(info.aliases[0])[1])
+                scheme = (
+                    f"{owner} default (reset_parameters)"
+                    if fill is None
+                    else f"{owner} parameters: fill {fill}"
                 )
+                report.append(row | {"rule": "default", "scheme": scheme, "args": {}})
                 continue
             rule = labeled.rule
             if info.tensor.device.type != "meta":

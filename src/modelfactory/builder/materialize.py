@@ -9,13 +9,14 @@ runs exactly once. For tiny models the meta detour costs more than it saves
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..spec.model import ModelSpec
-from ..spec.nodes import LayerNode
+from ..spec.nodes import CompositeNode, LayerNode
 from ..spec.walk import fold
 from .construct import BuildRecord, fill_constant
 
@@ -58,6 +59,8 @@ def estimate_parameters(spec: ModelSpec) -> int:
 
     def estimate(node: Any, parts: list[tuple[int, int]]) -> int:
         own = _layer_estimate(node) if isinstance(node, LayerNode) else 0
+        if isinstance(node, CompositeNode):
+            own += sum(math.prod(p.concrete_shape() or ()) for p in node.parameters.values())
         return own + sum(copies * result for copies, result in parts)
 
     return fold(spec, spec.network, estimate)
@@ -78,6 +81,9 @@ def _has_reset(module: nn.Module) -> bool:
 def meta_safe(model: nn.Module, record: BuildRecord) -> str | None:
     """``None`` if every tensor can get its values back after ``to_empty``, else why not."""
     constant_owners = {id(owner) for owner, *_ in record.constants}
+    # composite-owned parameters are refilled from their fills, as constants are
+    learned = {(id(owner), name) for owner, name, *_ in record.learned}
+    constant_owners |= {id(owner) for owner, *_ in record.learned}
     in_layer: dict[int, nn.Module] = {}
     for _, layer in record.layers:
         for sub in layer.modules():
@@ -87,7 +93,9 @@ def meta_safe(model: nn.Module, record: BuildRecord) -> str | None:
             continue
         layer = in_layer.get(id(module))
         if layer is None:
-            if id(module) in constant_owners and not list(module.parameters(recurse=False)):
+            if id(module) in constant_owners and all(
+                (id(module), name) in learned for name, _ in module.named_parameters(recurse=False)
+            ):
                 continue
             return f"module '{name}' ({type(module).__name__}) holds tensors outside any registered layer"
         if not (_has_reset(module) or _has_reset(layer)):
@@ -99,13 +107,20 @@ def meta_safe(model: nn.Module, record: BuildRecord) -> str | None:
 
 
 def materialize(
-    model: nn.Module, record: BuildRecord, *, device: torch.device, seed: int
+    model: nn.Module,
+    record: BuildRecord,
+    *,
+    device: torch.device,
+    seed: int,
+    tied_away: set[tuple[int, str]] = frozenset(),  # type: ignore[assignment]
 ) -> nn.Module:
     """Allocate ``model``'s tensors on ``device`` (uninitialised), keeping ties and constants.
 
     Parameters and buffers come back as garbage: the caller runs the default
-    init replay and the rules next. Constants are refilled here from their
-    own seeded streams.
+    init replay and the rules next. Constants and composite-owned parameters
+    are refilled here from their own seeded streams (a parameter in place, so
+    ties hold; one tied away to another, ``(id(owner), name)`` in
+    ``tied_away``, is left to its tie's owner).
     """
     # to_empty replaces Parameter objects (meta -> real tensors are not
     # shallow-copy compatible), which would silently untie parameters; a tied
@@ -113,7 +128,28 @@ def materialize(
     model.to_empty(device=device)
     for owner, name, constant, stream in record.constants:
         owner._buffers[name] = fill_constant(constant, seed=seed, stream=stream, device=device)
+    with torch.no_grad():
+        for owner, name, learned, stream in record.learned:
+            if (id(owner), name) not in tied_away:
+                target = owner._parameters[name]
+                assert target is not None
+                filled = fill_constant(learned, seed=seed, stream=stream, device=device)
+                target.copy_(_like(target, filled))
     return model
+
+
+def _like(target: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
+    """``full`` as ``target`` holds it: on a sharded build, this rank's shard of it.
+
+    Every rank fills the same whole tensor from the same stream, so each takes
+    its own shard locally (no communication).
+    """
+    mesh, placements = getattr(target, "device_mesh", None), getattr(target, "placements", None)
+    if mesh is None or placements is None:
+        return full
+    from torch.distributed.tensor import distribute_tensor
+
+    return distribute_tensor(full, mesh, placements, src_data_rank=None)
 
 
 def has_unsaved_buffers(layer: nn.Module) -> bool:

@@ -167,7 +167,8 @@ def assemble_sharded(
     jobs = [] if init_plan is None else _rule_jobs(init_plan)
 
     _fully_shard(model, plan, mesh, reshard_after_forward)
-    materialize(model, record, device=target, seed=seed)  # each rank's shards, plus buffers
+    # each rank's shards, plus buffers and composite-owned parameters (refilled from their fills)
+    materialize(model, record, device=target, seed=seed, tied_away=tied_away)
     template, template_record = construct(spec, device=torch.device("meta"), seed=seed)
     layers = [
         (path, layer, scratch)

@@ -20,6 +20,7 @@ __all__ = [
     "layer_stream",
     "param_stream",
     "constant_stream",
+    "learned_stream",
     "derive_seed",
     "make_generator",
     "seed_default_generator",
@@ -52,6 +53,15 @@ def param_stream(name: str) -> str:
 def constant_stream(module_path: str) -> str:
     """The stream a constant is filled from (``module_path`` is the buffer's full name)."""
     return f"constant:{module_path}"
+
+
+def learned_stream(module_path: str) -> str:
+    """The stream a composite's learned parameter is filled from (its full name, e.g. ``cls_token``).
+
+    Distinct from :func:`param_stream`: an init rule that later re-initialises
+    the parameter draws from its own stream, never this one.
+    """
+    return f"learned:{module_path}"
 
 
 def derive_seed(seed: int, stream: str) -> int:

@@ -15,6 +15,7 @@ are run once on the meta device (:mod:`.fallback`). Along the way:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,6 +25,7 @@ from ..registry import LAYERS, OPS
 from ..registry.symbolic import ShapeMismatch, TensorMeta, Unsupported, Value
 from ..resolve import ResolvedSpec
 from ..spec.nodes import CompositeNode, LayerNode
+from ..spec.program import DISCARD, is_value_ref, kept
 from ..spec.walk import children, fold, reference
 from .fallback import args_key, layer_cost, meta_layer, run_on_meta
 from .limits import Limits
@@ -44,6 +46,17 @@ def shapes_of(value: Value) -> list[list[int]]:
 
 def _join(module_path: str, name: str) -> str:
     return f"{module_path}.{name}" if module_path else name
+
+
+@dataclass(frozen=True)
+class _Passed:
+    """A keyword argument that passes a named value (``{value: mask}``), not a literal."""
+
+    value: Value
+
+
+def _shown(pattern: Any) -> Any:
+    return [_shown(p) for p in pattern] if isinstance(pattern, tuple) else pattern
 
 
 class Evaluator:
@@ -92,14 +105,30 @@ class Evaluator:
         return value
 
     # ---------------------------------------------------------------- nodes
-    def node(self, node: Any, path: Path, where: str, inputs: tuple[Value, ...]) -> Value:
-        """The output of ``node`` (at config ``path``, module path ``where``) for ``inputs``."""
+    def node(
+        self,
+        node: Any,
+        path: Path,
+        where: str,
+        inputs: tuple[Value, ...],
+        kwargs: dict[str, Any] | None = None,
+    ) -> Value:
+        """The output of ``node`` (at config ``path``, module path ``where``) for ``inputs``.
+
+        ``kwargs``: a call's keyword arguments (literals, or values passed by name).
+        """
         found = reference(self.spec, node)
         if found is not None:
             (section, name), definition = found
-            return self.node(definition, (section, name), where, inputs)
+            return self.node(definition, (section, name), where, inputs, kwargs)
         if isinstance(node, LayerNode):
-            return self.layer(node, path, where, inputs)
+            return self.layer(node, path, where, inputs, kwargs)
+        if kwargs:
+            self.fail(
+                path,
+                f"module '{where or '<root>'}' is a {type(node).__name__}: it takes its inputs "
+                "through 'in', not keyword arguments",
+            )
         if isinstance(node, CompositeNode):
             return self.composite(node, path, where, inputs)
         # lists, repeats and named sequentials: each child takes the previous output
@@ -109,21 +138,41 @@ class Evaluator:
                 value = self.node(child.node, path + child.key, _join(where, name), (value,))
         return value
 
-    def layer(self, node: LayerNode, path: Path, where: str, inputs: tuple[Value, ...]) -> Value:
+    def layer(
+        self,
+        node: LayerNode,
+        path: Path,
+        where: str,
+        inputs: tuple[Value, ...],
+        kwargs: dict[str, Any] | None = None,
+    ) -> Value:
         node = self.complete(node, path, inputs)
         # a shared module is one module wherever it is used; anything else, one per instance
         self.count(node, path, path if path[0] == "shared" else where, where)
         entry = LAYERS.get(node.type)
         try:
-            if entry.infer is None:
+            if entry.infer is None or kwargs:  # rules see positional inputs only
                 raise Unsupported
             value = entry.infer(node.args, inputs)
         except ShapeMismatch as err:
             self.fail(path, self.layer_message(node, where, inputs, str(err)))
         except Exception:  # noqa: BLE001 - Unsupported, or a rule that cannot decide: run it
             key = args_key(node.type, node.args)
+            layer = meta_layer(node.type, node.args)
+            call: Any = layer
+            if kwargs:
+                literal = {k: v for k, v in kwargs.items() if not isinstance(v, _Passed)}
+                passed = [(k, v.value) for k, v in kwargs.items() if isinstance(v, _Passed)]
+                key += repr(sorted(literal.items(), key=str)) + repr([k for k, _ in passed])
+                count = len(inputs)
+
+                def call(*tensors: Any) -> Any:
+                    named = dict(zip((k for k, _ in passed), tensors[count:], strict=True))
+                    return layer(*tensors[:count], **literal, **named)
+
+                inputs = inputs + tuple(v for _, v in passed)
             try:
-                value = run_on_meta(key, meta_layer(node.type, node.args), inputs)
+                value = run_on_meta(key, call, inputs)
             except Exception as err:  # noqa: BLE001 - torch's own check, in its words
                 text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 self.fail(path, self.layer_message(node, where, inputs, f"torch: {text}"))
@@ -232,7 +281,8 @@ class Evaluator:
                     own = layer_cost(node.type, node.args).elements
                     sizes.append((own, node.type))
             elif isinstance(node, CompositeNode):
-                own = sum(TensorMeta(c.shape).numel for c in node.constants.values())
+                tensors = [*node.constants.values(), *node.parameters.values()]
+                own = sum(TensorMeta(t.concrete_shape() or ()).numel for t in tensors)
             return own + sum(copies * result for copies, result in parts)
 
         total = fold(self.spec, self.spec.network, visit)
@@ -255,12 +305,19 @@ class Evaluator:
                 path, f"takes {len(node.inputs)} input(s) {list(node.inputs)}, got {len(inputs)}"
             )
         values: dict[str, Value] = dict(zip(node.inputs, inputs, strict=True))
-        for name, constant in node.constants.items():
-            values[name] = TensorMeta(constant.shape, constant.dtype)
-            key = ("constant", path if path[0] == "shared" else where, name)
-            if key not in self._counted:
-                self.counts["buffers"] += values[name].numel
-                self.add(key, values[name].numel, 0, path)
+        for section, tensors in (("parameter", node.parameters), ("constant", node.constants)):
+            for name, tensor in tensors.items():
+                values[name] = TensorMeta(tensor.concrete_shape() or (), tensor.dtype)
+                key = (section, path if path[0] == "shared" else where, name)
+                if key in self._counted:
+                    continue
+                numel = values[name].numel
+                if section == "parameter":  # learned: trainable parameters of the composite
+                    for count in ("unique", "total", "trainable_unique"):
+                        self.counts[count] += numel
+                else:
+                    self.counts["buffers"] += numel
+                self.add(key, numel, 0, path)
         current = node.inputs[0]
         assert node.forward is not None  # filled in by validation
         for index, step in enumerate(node.forward):
@@ -269,29 +326,48 @@ class Evaluator:
             args = tuple(values[n] for n in names)
             if step.call is not None:
                 child_path = path + ("children", step.call)
+                kwargs = {
+                    k: _Passed(values[v["value"]]) if is_value_ref(v) else v
+                    for k, v in step.kwargs.items()
+                }
                 result = self.node(
-                    node.children[step.call], child_path, _join(where, step.call), args
+                    node.children[step.call], child_path, _join(where, step.call), args, kwargs
                 )
             else:
                 result = self.op(step.op, step.args, args, step_path)
             output = step.out if step.out is not None else f"%{index}"
-            if isinstance(output, tuple) and len(output) == 1:
+            if isinstance(output, tuple) and len(output) == 1 and isinstance(output[0], str):
                 output = output[0]
             if isinstance(output, str):
-                values[output] = result
-                current = output
+                if output != DISCARD:
+                    values[output] = result
             else:
-                if not isinstance(result, tuple) or len(result) != len(output):
-                    got = f"{len(result)} values" if isinstance(result, tuple) else "one tensor"
-                    self.fail(
-                        step_path, f"step unpacks {len(output)} values {list(output)}, got {got}"
-                    )
-                values.update(zip(output, result, strict=True))
-                current = f"%{index}"
+                self.unpack(output, result, values, step_path)
+            kept_values = kept(step, index)
+            current = kept_values[0] if len(kept_values) == 1 else ""
         outputs = node.resolved_outputs()
         if len(outputs) == 1:
             return values[outputs[0]]
         return tuple(values[name] for name in outputs)
+
+    def unpack(
+        self, pattern: tuple[Any, ...], result: Value, values: dict[str, Value], path: Path
+    ) -> None:
+        """Bind the names of an ``out`` pattern (nested, ``_`` drops) to the parts of ``result``."""
+        if not isinstance(result, tuple) or len(result) != len(pattern):
+            got = f"{len(result)} values" if isinstance(result, tuple) else "one tensor"
+            shown = str(_shown(pattern))
+            self.fail(
+                path + ("out",),
+                f"step unpacks {len(pattern)} values {shown}, got {got}; match 'out' to what "
+                "the step returns (a list per tuple, '_' to drop)",
+            )
+        for part, value in zip(pattern, result, strict=True):
+            if isinstance(part, str):
+                if part != DISCARD:
+                    values[part] = value
+            else:
+                self.unpack(part, value, values, path)
 
     def op(self, name: str, args: dict[str, Any], inputs: tuple[Value, ...], path: Path) -> Value:
         entry = OPS.get(name)

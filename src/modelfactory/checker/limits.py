@@ -33,7 +33,7 @@ from ..registry import LAYERS
 from ..sharing import unique_tensors
 from ..spec.model import ModelSpec
 from ..spec.nodes import CompositeNode, LayerNode
-from ..spec.tensors import ConstantSpec
+from ..spec.tensors import TensorFill
 from ..spec.walk import fold, is_module, iter_located
 
 __all__ = [
@@ -137,8 +137,8 @@ def _submodules(node: LayerNode) -> int:
     return total
 
 
-def _constants(spec: ModelSpec) -> Iterator[tuple[tuple[Any, ...], ConstantSpec]]:
-    """Every constant declared in the spec, with its config path (each declaration once)."""
+def _constants(spec: ModelSpec) -> Iterator[tuple[tuple[Any, ...], TensorFill]]:
+    """Every constant and learned parameter in the spec, with its config path (each written once)."""
     roots = [(("network",), spec.network)]
     roots += [(("blocks", name), node) for name, node in spec.blocks.items()]
     roots += [(("shared", name), node) for name, node in spec.shared.items()]
@@ -147,6 +147,8 @@ def _constants(spec: ModelSpec) -> Iterator[tuple[tuple[Any, ...], ConstantSpec]
             if isinstance(node, CompositeNode):
                 for name, constant in node.constants.items():
                     yield path + ("constants", name), constant
+                for name, learned in node.parameters.items():
+                    yield path + ("parameters", name), learned
 
 
 def check_structure(spec: ModelSpec) -> None:
@@ -164,12 +166,16 @@ def check_structure(spec: ModelSpec) -> None:
             )
         )
     for path, constant in _constants(spec):
-        elements = math.prod(constant.shape)
+        shape = constant.concrete_shape()
+        if shape is None:  # placeholders: counted on the expanded spec by the shape check
+            continue
+        elements = math.prod(shape)
         if elements > limits.max_parameters:
             problems.append(
                 ConfigProblem(
                     format_path(path + ("shape",), root),
-                    f"the constant has {elements:,} elements, over the budget of "
+                    f"the {'parameter' if path[-2] == 'parameters' else 'constant'} has "
+                    f"{elements:,} elements, over the budget of "
                     f"{limits.max_parameters:,}; use a smaller shape, or raise max_parameters",
                 )
             )

@@ -109,7 +109,15 @@ def format_inspection(header: SafetensorsHeader) -> str:
     for alias, stored in sorted(_ties(header).items()):
         entry = header.tensors[stored]
         shape = "x".join(map(str, entry.shape)) or "scalar"
-        rows.append([_printable(alias), entry.torch_dtype, shape, "0", f"tied: stored as {_printable(stored)}"])
+        rows.append(
+            [
+                _printable(alias),
+                entry.torch_dtype,
+                shape,
+                "0",
+                f"tied: stored as {_printable(stored)}",
+            ]
+        )
     rows.sort(key=lambda r: r[0])
     stored_elements = sum(e.numel for e in header.tensors.values())
     data_bytes = sum(e.nbytes for e in header.tensors.values())

@@ -7,15 +7,21 @@ A *node* describes one module and is one of:
 - ``{type: Linear, in_features: 20, out_features: 256}``: a registered layer;
 - ``{block: name}``: a fresh instance of a named block;
 - ``{shared: name}``: *the* module declared under ``shared:`` (same object everywhere);
-- ``{repeat: 4, body: node, names: "block {i}"}``: a Sequential of fresh copies;
-- ``{sequential: {name: node}}``: a Sequential with named children;
-- ``{children: {...}, forward: [...]}``: a composite with an explicit forward.
+- ``{repeat: 4, body: node, names: "block {i}"}``: a Sequential of fresh copies
+  (``flatten: true``: the copies join the list around it);
+- ``{sequential: {name: node}}`` or ``{sequential: [...], name: Cls}``: a Sequential
+  with named children, or numbered ones under a printed class name;
+- ``{children: {...}, forward: [...]}``: a composite with an explicit forward
+  (:mod:`.composite`).
+
+Inside a block with ``params``, any node but a bare name may carry ``when:``
+(it exists only where that condition on the parameters holds).
 
 Everything is validated here, before any module is built: unknown names get a
 did-you-mean, layer arguments are checked against models derived from the
 constructor signatures, forward steps are checked as a data-flow graph
-(:mod:`.program`). Block and shared names in scope come through pydantic's
-validation ``context`` (see :mod:`.validation`).
+(:mod:`.program`, :mod:`.dataflow`). Block and shared names in scope come
+through pydantic's validation ``context`` (see :mod:`.validation`).
 """
 
 from __future__ import annotations
@@ -37,29 +43,21 @@ from typing_extensions import TypeAliasType
 
 from ..errors import did_you_mean
 from ..registry import LAYERS
-from ..registry.signatures import UnsupportedSignature
-from .program import (
-    IDENTIFIER,
-    ChildName,
-    Step,
-    ValueName,
-    check_dataflow,
-    classify_step,
-    resolved_outputs,
-)
-from .tensors import ConstantSpec
+from .composite import CompositeNode
+from .layer_args import layer_args_problems
+from .parametric import ParametricBlock
+from .program import IDENTIFIER, ChildName
 from .validation import (
+    TAG_PREFIX,
     Frozen,
-    Scope,
+    When,
     custom_error,
-    inner_scope,
-    mapping_keys,
     placeholder_problems,
     problem,
     raise_problems,
     scope_of,
     split_flat,
-    validate_arguments,
+    when_problems,
 )
 
 __all__ = [
@@ -76,56 +74,18 @@ __all__ = [
     "dump_node",
 ]
 
-# Union tags appear in pydantic error locations; this prefix lets the error
-# formatter drop them so paths read like the YAML (``network[2].in_features``).
-TAG_PREFIX = "\u00b7"
 
 _REPEAT_PLACEHOLDER = "{i}"
+
+
 MAX_REPEAT = 100_000
-
-
-def _layer_args_problems(
-    type_name: str, args: dict[str, Any], scope: Scope
-) -> tuple[dict[str, Any], list]:
-    """Validate ``args`` against the layer's argument model; return (clean args, problems)."""
-    entry = LAYERS.get(type_name)
-    try:
-        model = entry.args_model
-    except UnsupportedSignature as err:
-        return args, [problem("unsupported_layer", f"layer type '{type_name}' {err}", ("type",))]
-    key = _cache_key(model, args)
-    if key is not None and key in _VALID_ARGS:
-        return dict(_VALID_ARGS[key]), []
-    clean, problems = validate_arguments(
-        model, args, type_name, scope=scope, inferable=frozenset(entry.shape_rule)
-    )
-    if key is not None and not problems:
-        if len(_VALID_ARGS) >= _VALID_ARGS_MAX:
-            _VALID_ARGS.clear()
-        _VALID_ARGS[key] = clean
-    return clean, problems
-
-
-# Models repeat the same layer many times (a 1,000-layer MLP, ResNet stages);
-# valid scalar arguments are validated once per argument model. Keyed by the
-# model class, so re-registering a layer name never hits a stale entry.
-_VALID_ARGS: dict[tuple[Any, ...], dict[str, Any]] = {}
-_VALID_ARGS_MAX = 4096
-
-
-def _cache_key(model: type, args: dict[str, Any]) -> tuple[Any, ...] | None:
-    items = []
-    for key, value in args.items():
-        if type(value) not in (int, float, bool, str, type(None)):
-            return None  # lists, tuples, placeholders: validate every time
-        items.append((key, type(value), value))
-    return (model, tuple(sorted(items)))
 
 
 class LayerNode(Frozen):
     """A registered layer and its arguments, written flat: ``{type: Linear, in_features: 20}``."""
 
     type: str
+    when: When = None
     args: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="wrap")
@@ -134,7 +94,7 @@ class LayerNode(Frozen):
         if isinstance(data, LayerNode):
             return data
         if isinstance(data, dict):
-            data = split_flat(data, ("type",))
+            data = split_flat(data, ("type", "when"))
         node = handler(data)
         if node.type not in LAYERS:
             known = LAYERS.names() + sorted(scope_of(info).blocks)
@@ -143,14 +103,15 @@ class LayerNode(Frozen):
                 f"unknown layer type '{node.type}'."
                 + (did_you_mean(node.type, known) or f" {LAYERS.how_to_add}"),
             )
-        clean, problems = _layer_args_problems(node.type, node.args, scope_of(info))
-        raise_problems("LayerNode", problems)
+        clean, problems = layer_args_problems(node.type, node.args, scope_of(info))
+        raise_problems("LayerNode", when_problems(node.when, info) + problems)
         object.__setattr__(node, "args", clean)
         return node
 
     @model_serializer(mode="plain")
     def _dump(self) -> dict[str, Any]:
-        return {"type": self.type, **self.args}
+        when = {"when": self.when} if self.when is not None else {}
+        return {"type": self.type, **when, **self.args}
 
     def missing_inferable(self) -> list[str]:
         """Size arguments left out for shape inference to fill in."""
@@ -162,19 +123,22 @@ class BlockRef(Frozen):
 
     block: str
     params: dict[str, Any] = Field(default_factory=dict, alias="with")
+    when: When = None
 
     @model_serializer(mode="plain")
     def _dump(self) -> dict[str, Any]:
-        return (
-            {"block": self.block, "with": dict(self.params)}
-            if self.params
-            else {"block": self.block}
-        )
+        out: dict[str, Any] = {"block": self.block}
+        if self.params:
+            out["with"] = dict(self.params)
+        if self.when is not None:
+            out["when"] = self.when
+        return out
 
     @model_validator(mode="after")
     def _block_exists(self, info: ValidationInfo) -> BlockRef:
         scope = scope_of(info)
         blocks = scope.blocks
+        raise_problems("BlockRef", when_problems(self.when, info))
         if self.block in blocks:
             declared, required = (scope.block_params or {}).get(
                 self.block, (frozenset(), frozenset())
@@ -224,9 +188,11 @@ class SharedRef(Frozen):
     """The one module declared under ``shared:``; every reference is the same object."""
 
     shared: str
+    when: When = None
 
     @model_validator(mode="after")
     def _shared_exists(self, info: ValidationInfo) -> SharedRef:
+        raise_problems("SharedRef", when_problems(self.when, info))
         names = scope_of(info).shared
         if self.shared not in names:
             defined = ", ".join(sorted(names)) or "none"
@@ -239,14 +205,34 @@ class SharedRef(Frozen):
 
 
 class RepeatNode(Frozen):
-    """``repeat`` fresh copies of ``body`` in a Sequential; ``names`` names them (``{i}`` = index)."""
+    """``repeat`` fresh copies of ``body`` in a Sequential; ``names`` names them (``{i}`` = index).
+
+    ``flatten: true`` (directly inside a list) puts the copies into that list
+    instead, numbered on from the items before them.
+    """
 
     repeat: Annotated[int, Field(ge=1, le=MAX_REPEAT)]
     body: Node
     names: str = _REPEAT_PLACEHOLDER
+    flatten: bool = Field(
+        default=False,
+        exclude_if=lambda value: value is False,
+        description="put the copies into the enclosing list, numbered continuously",
+    )
+    when: When = None
 
     @model_validator(mode="after")
-    def _names_pattern(self) -> RepeatNode:
+    def _names_pattern(self, info: ValidationInfo) -> RepeatNode:
+        problems = when_problems(self.when, info)
+        if self.flatten and self.names != _REPEAT_PLACEHOLDER:
+            problems.append(
+                problem(
+                    "repeat_names",
+                    "a flattened repeat is numbered by its enclosing list; remove 'names'",
+                    ("names",),
+                )
+            )
+        raise_problems("RepeatNode", problems)
         # Only the literal placeholder {i} is substituted (never str.format,
         # which could reach attributes of its arguments).
         rest = self.names.replace(_REPEAT_PLACEHOLDER, "")
@@ -267,36 +253,32 @@ class RepeatNode(Frozen):
         return [self.child_name(i) for i in range(self.repeat)]
 
 
-class ParametricBlock(Frozen):
-    """A block definition with parameters: ``{params: {planes: 64}, body: node}``.
-
-    Inside ``body``, ``{param: planes}`` stands for the value given at each use
-    (``{block: Name, with: {planes: 128}}``); a param without a default
-    (``null``) must be given. Only allowed directly under ``blocks:``.
-    """
-
-    params: dict[Annotated[str, Field(pattern=IDENTIFIER.pattern)], Any] = Field(
-        default_factory=dict
-    )
-    body: Node
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _params_scope(cls, data: Any, handler: Any, info: ValidationInfo) -> Any:
-        if not isinstance(data, dict):
-            return handler(data)
-        with inner_scope(info, params=mapping_keys(data.get("params"))):
-            return handler(data)
-
-    def required(self) -> frozenset[str]:
-        """Parameters without a default (written ``name: null``)."""
-        return frozenset(k for k, v in self.params.items() if v is None)
+def _sequential_tag(value: Any) -> str:
+    return f"{TAG_PREFIX}list" if isinstance(value, (list, tuple)) else f"{TAG_PREFIX}mapping"
 
 
 class NamedSequential(Frozen):
-    """``{sequential: {name: node, ...}}``: an ``nn.Sequential`` with named children."""
+    """``{sequential: {name: node, ...}}`` or ``{sequential: [node, ...]}``: an ``nn.Sequential``.
 
-    sequential: dict[ChildName, Node]
+    A mapping names the children; a list numbers them ``0``, ``1``, ... ``name``
+    is the printed class name (``Conv2dNormActivation(...)``); the module is
+    still an ``nn.Sequential`` (indexable, iterable, picklable).
+    """
+
+    sequential: Annotated[
+        Annotated[dict[ChildName, Node], Tag(f"{TAG_PREFIX}mapping")]
+        | Annotated[list[Node], Tag(f"{TAG_PREFIX}list")],
+        Discriminator(_sequential_tag),
+    ]
+    name: Annotated[
+        str | None, Field(pattern=IDENTIFIER.pattern, exclude_if=lambda v: v is None)
+    ] = None
+    when: When = None
+
+    @model_validator(mode="after")
+    def _check_when(self, info: ValidationInfo) -> NamedSequential:
+        raise_problems("NamedSequential", when_problems(self.when, info))
+        return self
 
 
 class _InvalidNode(BaseModel):
@@ -356,62 +338,6 @@ def _node_tag(value: Any) -> str:
     return f"{TAG_PREFIX}invalid"
 
 
-class CompositeNode(Frozen):
-    """A module with named children, constants and an explicit forward program.
-
-    Printed with ``name`` (or its block's name) as the class name, e.g. ``NestMLP(...)``.
-    Without ``forward``, the children are called in order, like a Sequential.
-    """
-
-    name: Annotated[str, Field(pattern=IDENTIFIER.pattern)] | None = None
-    inputs: tuple[ValueName, ...] = Field(default=("x",), min_length=1)
-    children: dict[ChildName, Node] = Field(default_factory=dict)
-    constants: dict[ValueName, ConstantSpec] = Field(default_factory=dict)
-    forward: tuple[Step, ...] | None = None
-    outputs: tuple[str, ...] | None = None
-
-    @model_validator(mode="after")
-    def _check_program(self, info: ValidationInfo) -> CompositeNode:
-        problems: list[dict[str, Any]] = []
-        clash = set(self.children) & set(self.constants)
-        for name in sorted(clash):
-            problems.append(
-                problem(
-                    "name_clash", f"'{name}' is both a child and a constant", ("constants", name)
-                )
-            )
-        for name in sorted(set(self.inputs) & (set(self.children) | set(self.constants))):
-            problems.append(
-                problem(
-                    "name_clash",
-                    f"input '{name}' clashes with a child or constant name",
-                    ("inputs",),
-                )
-            )
-        if self.forward is None and not self.children:
-            problems.append(
-                problem("empty_composite", "a composite needs 'children', 'forward' or both")
-            )
-        raise_problems("CompositeNode", problems)
-        steps = (
-            self.forward if self.forward is not None else tuple(Step(call=c) for c in self.children)
-        )
-        scope = scope_of(info)
-        steps = tuple(
-            classify_step(self.children, i, s, problems, scope) for i, s in enumerate(steps)
-        )
-        raise_problems("CompositeNode", problems)
-        check_dataflow(self.inputs, self.constants, self.outputs, steps, problems)
-        raise_problems("CompositeNode", problems)
-        object.__setattr__(self, "forward", steps)
-        return self
-
-    def resolved_outputs(self) -> tuple[str, ...]:
-        """Output value names, with the default (the last step's result) filled in."""
-        assert self.forward is not None  # filled in by validation
-        return resolved_outputs(self.inputs, self.forward, self.outputs)
-
-
 Node = TypeAliasType(
     "Node",
     Annotated[
@@ -441,9 +367,9 @@ def dump_node(node: Any) -> Any:
 
 
 RepeatNode.model_rebuild()
-CompositeNode.model_rebuild()
+CompositeNode.model_rebuild(_types_namespace={"Node": Node})
 NamedSequential.model_rebuild()
-ParametricBlock.model_rebuild()
+ParametricBlock.model_rebuild(_types_namespace={"Node": Node})
 _TAG_BY_CLASS.update(
     {
         LayerNode: f"{TAG_PREFIX}layer",

@@ -34,15 +34,24 @@ from .model import ModelSpec
 __all__ = ["model_schema", "SCHEMA_DIALECT"]
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+_WHEN = {
+    "description": "inside a block with params: keep this only where the condition holds",
+    "type": "string",
+}
 _STEP_IO = {
     "in": {
         "description": "input value names (default: the previous step's output)",
         "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
     },
     "out": {
-        "description": "name of this step's result (a list unpacks several results)",
-        "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+        "description": "name of this step's result (a list unpacks a tuple, nested lists a "
+        "nested one; '_' drops a value)",
+        "$ref": "#/$defs/OutPattern",
     },
+    "when": _WHEN,
+}
+_OUT_PATTERN = {
+    "anyOf": [{"type": "string"}, {"type": "array", "items": {"$ref": "#/$defs/OutPattern"}}]
 }
 
 
@@ -67,17 +76,46 @@ def _entries(registry: Registry[Any], defs: dict[str, Any]) -> list[tuple[str, A
     return out
 
 
-# Inside a block with params, any argument may be ``{param: name}``.
+# Inside a block with params, any argument (or an item of a list argument) may be
+# ``{param: name}`` or ``{expr: "..."}``.
 _PLACEHOLDER = {
-    "type": "object",
-    "properties": {"param": {"type": "string"}},
-    "required": ["param"],
-    "additionalProperties": False,
+    "anyOf": [
+        {
+            "type": "object",
+            "properties": {"param": {"type": "string"}},
+            "required": ["param"],
+            "additionalProperties": False,
+        },
+        {
+            "type": "object",
+            "properties": {"expr": {"type": "string", "maxLength": 256}},
+            "required": ["expr"],
+            "additionalProperties": False,
+        },
+    ]
 }
 
 
+def _with_placeholders(schema: Any) -> Any:
+    """``schema`` where every array's items (at any depth) may also be placeholders."""
+    if isinstance(schema, list):
+        return [_with_placeholders(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _with_placeholders(value) for key, value in schema.items()}
+    items = out.get("items")
+    if isinstance(items, dict):
+        out["items"] = {"anyOf": [items, _PLACEHOLDER]}
+    if isinstance(out.get("prefixItems"), list):
+        out["prefixItems"] = [{"anyOf": [i, _PLACEHOLDER]} for i in out["prefixItems"]]
+    return out
+
+
 def _or_placeholder(properties: dict[str, Any]) -> dict[str, Any]:
-    return {key: {"anyOf": [schema, _PLACEHOLDER]} for key, schema in properties.items()}
+    return {
+        key: {"anyOf": [_with_placeholders(schema), _PLACEHOLDER]}
+        for key, schema in properties.items()
+    }
 
 
 _MINIMUM = {"positive": 1, "non_negative": 0}
@@ -142,6 +180,7 @@ def _layer_branches(defs: dict[str, Any]) -> tuple[list[dict[str, Any]], list[st
                 "type": "object",
                 "properties": {
                     "type": {"const": name},
+                    "when": _WHEN,
                     **_or_placeholder(_constrained(args.get("properties", {}), entry.constraints)),
                 },
                 "required": ["type", *required],
@@ -163,6 +202,10 @@ def _step_branches(defs: dict[str, Any]) -> list[dict[str, Any]]:
             "properties": {
                 "call": {"type": "string", "description": "the child to call"},
                 **_STEP_IO,
+                "kwargs": {
+                    "description": "keyword arguments of the call ({value: name} passes a value)",
+                    "type": "object",
+                },
             },
             "required": ["call"],
             "additionalProperties": False,
@@ -234,6 +277,11 @@ def model_schema(
     layers, bare = _layer_branches(defs)
     defs["LayerNode"] = {"description": "a registered layer and its arguments", "oneOf": layers}
     defs["Step"] = {"description": "one forward step", "anyOf": _step_branches(defs)}
+    defs["OutPattern"] = _OUT_PATTERN
+    # an init rule's scheme arguments are written flat beside it ({scheme: normal, std: 0.02})
+    rule = defs["InitRule"]
+    rule["properties"].pop("args", None)
+    rule["additionalProperties"] = True
     node = defs["Node"]
     union = node.pop("oneOf")
     defs.pop("_InvalidNode", None)

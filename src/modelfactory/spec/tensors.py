@@ -1,22 +1,28 @@
-"""The model's tensors that are data, not layers: the random input and constants."""
+"""The model's tensors that are data, not layers: the random input, constants and learned parameters."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Discriminator, Field, PositiveInt, Tag, ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError
 
-from .validation import Frozen, custom_error
+from .placeholders import is_placeholder, placeholder_issues
+from .validation import TAG_PREFIX, Frozen, custom_error, problem, raise_problems, scope_of
 
-__all__ = ["Dtype", "InputSpec", "ConstantSpec"]
+__all__ = ["Dtype", "InputSpec", "TensorFill", "ConstantSpec", "ParameterSpec", "Fill"]
 
 Dtype = Literal["float32", "float64", "float16", "bfloat16", "int64", "int32", "bool"]
+FloatDtype = Literal["float32", "float64", "float16", "bfloat16"]
+Fill = Literal["rand", "randn", "zeros", "ones", "full", "arange"]
 _FLOATS = ("float32", "float64", "float16", "bfloat16")
 _INT_MAX = {"int64": 2**63 - 1, "int32": 2**31 - 1, "bool": 1}
 # One dimension's size; any real tensor is far smaller, and torch overflows past 2**63.
 MAX_DIM = 2**40
-Size = Annotated[int, Field(ge=0, le=MAX_DIM)]
+
+
+def _not_none(value: Any) -> bool:
+    return value is None
 
 
 class InputSpec(Frozen):
@@ -57,24 +63,128 @@ class InputSpec(Frozen):
         return self.dtype or ("int64" if self.dist == "randint" else "float32")
 
 
-class ConstantSpec(Frozen):
-    """A non-trainable tensor (a persistent buffer), filled from the model's seed."""
+# A size, or (inside a block with params) a placeholder for one: {param: n}, {expr: "n + 1"}.
+def _size_tag(value: Any) -> str:
+    return f"{TAG_PREFIX}placeholder" if isinstance(value, dict) else f"{TAG_PREFIX}size"
+
+
+Size = Annotated[
+    Annotated[Annotated[int, Field(ge=0, le=MAX_DIM)], Tag(f"{TAG_PREFIX}size")]
+    | Annotated[dict[str, str], Tag(f"{TAG_PREFIX}placeholder")],
+    Discriminator(_size_tag),
+]
+
+
+def _value_tag(value: Any) -> str:
+    return f"{TAG_PREFIX}placeholder" if isinstance(value, dict) else f"{TAG_PREFIX}number"
+
+
+FillValue = Annotated[
+    Annotated[float, Tag(f"{TAG_PREFIX}number")]
+    | Annotated[dict[str, str], Tag(f"{TAG_PREFIX}placeholder")],
+    Discriminator(_value_tag),
+]
+
+
+class TensorFill(Frozen):
+    """A tensor made from a fill: its shape, how it is filled, and an optional triangle.
+
+    ``tril: k`` keeps the lower triangle (``torch.tril(t, diagonal=k)``) of the
+    last two dimensions and zeroes the rest; ``triu: k`` the upper. A causal
+    mask is ``{shape: [T, T], fill: ones, dtype: bool, tril: 0}``.
+    """
 
     shape: tuple[Size, ...]
-    fill: Literal["rand", "randn", "zeros", "ones", "full", "arange"] = "rand"
-    value: float | None = Field(default=None, description="fill 'full' only: the value")
+    fill: Fill = "rand"
+    value: FillValue | None = Field(default=None, description="fill 'full' only: the value")
     dtype: Dtype = "float32"
+    tril: int | None = Field(
+        default=None,
+        strict=True,
+        exclude_if=_not_none,
+        description="keep the lower triangle from this diagonal (torch.tril)",
+    )
+    triu: int | None = Field(
+        default=None,
+        strict=True,
+        exclude_if=_not_none,
+        description="keep the upper triangle from this diagonal (torch.triu)",
+    )
 
     @model_validator(mode="after")
-    def _full_needs_value(self) -> ConstantSpec:
+    def _check_fill(self, info: ValidationInfo) -> TensorFill:
+        problems = []
         if (self.fill == "full") != (self.value is not None):
-            raise PydanticCustomError(
-                "constant_value", "'value' is required with fill 'full' and used only there"
+            problems.append(
+                problem(
+                    "constant_value", "'value' is required with fill 'full' and used only there"
+                )
             )
         if self.fill in ("rand", "randn") and self.dtype not in _FLOATS:
-            raise custom_error(
-                "fill_dtype",
-                f"fill {self.fill!r} draws floating-point values; dtype {self.dtype!r} cannot "
-                "hold them. Use a float dtype, or fill 'zeros', 'ones', 'full' or 'arange'",
+            problems.append(
+                problem(
+                    "fill_dtype",
+                    f"fill {self.fill!r} draws floating-point values; dtype {self.dtype!r} cannot "
+                    "hold them. Use a float dtype, or fill 'zeros', 'ones', 'full' or 'arange'",
+                )
             )
+        data = {"shape": list(self.shape), "value": self.value}
+        for loc, holder in (
+            (("shape", i), s) for i, s in enumerate(self.shape) if isinstance(s, dict)
+        ):
+            if not is_placeholder(holder):
+                problems.append(
+                    problem(
+                        "bad_size",
+                        "expected a size or a placeholder ({param: name} or {expr: ...}), "
+                        f"found {holder!r}",
+                        loc,
+                        holder,
+                    )
+                )
+        if isinstance(self.value, dict) and not is_placeholder(self.value):
+            problems.append(
+                problem("bad_value", f"expected a number, found {self.value!r}", ("value",))
+            )
+        problems += [problem(*issue) for issue in placeholder_issues(data, scope_of(info).params)]
+        if (self.tril is not None or self.triu is not None) and len(self.shape) < 2:
+            problems.append(
+                problem(
+                    "triangle_shape",
+                    "'tril' and 'triu' work on the last two dimensions: the shape needs at least two",
+                    ("shape",),
+                )
+            )
+        raise_problems(type(self).__name__, problems)
         return self
+
+    def concrete_shape(self) -> tuple[int, ...] | None:
+        """The shape, or ``None`` while it holds placeholders (before expansion)."""
+        if any(isinstance(s, dict) for s in self.shape):
+            return None
+        return tuple(int(s) for s in self.shape)  # type: ignore[arg-type]
+
+
+class ConstantSpec(TensorFill):
+    """A non-trainable tensor (a buffer), filled from the model's seed.
+
+    ``persistent: false`` keeps it out of the ``state_dict`` (and so out of
+    checkpoints, as PyTorch's ``register_buffer(..., persistent=False)``); it
+    still moves with ``.to()`` and is rebuilt from its fill when a model is loaded.
+    """
+
+    persistent: bool = Field(
+        default=True,
+        exclude_if=lambda value: value is True,
+        description="false: not in the state_dict (rebuilt from the fill on load)",
+    )
+
+
+class ParameterSpec(TensorFill):
+    """A learned tensor owned by a composite (an ``nn.Parameter``, e.g. ``cls_token``).
+
+    Filled from its own random stream; init rules reach it by its name
+    (``{param: cls_token, scheme: normal, std: 0.02}``).
+    """
+
+    dtype: FloatDtype = "float32"

@@ -12,18 +12,34 @@ import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from ..errors import did_you_mean
+from .placeholders import (
+    condition_issues,
+    contains_placeholder,
+    is_placeholder,
+    placeholder_issues,
+)
 
 __all__ = [
+    "TAG_PREFIX",
     "Frozen",
     "problem",
     "relocated",
     "raise_problems",
+    "carried",
+    "raise_with",
     "Scope",
     "scope_of",
     "inner_scope",
@@ -34,7 +50,14 @@ __all__ = [
     "is_placeholder",
     "placeholder_problems",
     "validate_arguments",
+    "When",
+    "when_problems",
 ]
+
+
+# Union tags appear in pydantic error locations; this prefix lets the error
+# formatter drop them so paths read like the YAML (``network[2].in_features``).
+TAG_PREFIX = "\u00b7"
 
 
 def split_flat(data: dict[str, Any], fixed: tuple[str, ...]) -> dict[str, Any]:
@@ -71,6 +94,39 @@ def relocated(err: ValidationError, prefix: tuple[Any, ...] = ()) -> list[dict[s
     return [
         problem(d["type"], d["msg"], prefix + tuple(d["loc"]), d.get("input")) for d in err.errors()
     ]
+
+
+def carried(err: ValidationError) -> list[dict[str, Any]]:
+    """``err``'s errors as line errors, unchanged, to raise again together with more problems."""
+    out = []
+    for d in err.errors(include_url=False):
+        ctx = d.get("ctx") or {}
+        if "message" in ctx:  # our own problem: its kind and text verbatim
+            out.append(problem(d["type"], d["msg"], tuple(d["loc"]), d.get("input")))
+            continue
+        item = {"type": d["type"], "loc": tuple(d["loc"]), "input": d.get("input")}
+        if ctx:
+            item["ctx"] = ctx
+        try:  # a pydantic error type that can be raised again as it was
+            ValidationError.from_exception_data("check", [item])  # type: ignore[list-item]
+        except Exception:  # noqa: BLE001 - keep its text under its own kind
+            item = problem(d["type"], d["msg"], tuple(d["loc"]), d.get("input"))
+        out.append(item)
+    return out
+
+
+def raise_with(title: str, err: ValidationError, more: list[dict[str, Any]]) -> None:
+    """Raise ``err`` again together with the problems of ``more`` it does not already hold.
+
+    Validators that look at partial data when another part failed use it; the
+    same problem found twice (pydantic may run a validator at two levels of a
+    recursive model) is reported once.
+    """
+    seen = {(tuple(d["loc"]), d["msg"]) for d in err.errors(include_url=False)}
+    fresh = [p for p in more if (tuple(p["loc"]), p["type"].message()) not in seen]
+    if not fresh:
+        raise err
+    raise_problems(title, carried(err) + fresh)
 
 
 def raise_problems(title: str, problems: list[dict[str, Any]]) -> None:
@@ -173,38 +229,9 @@ class Frozen(BaseModel):
         raise_problems(cls.__name__, problems)
 
 
-def is_placeholder(value: Any) -> bool:
-    """``{param: name}``: a block parameter's value, substituted when the block is used."""
-    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("param"), str)
-
-
 def placeholder_problems(values: dict[str, Any], scope: Scope) -> list[dict[str, Any]]:
-    """Placeholders must name a parameter of the enclosing block definition."""
-    declared = scope.params
-    problems = []
-    for key, value in values.items():
-        if not is_placeholder(value):
-            continue
-        name = value["param"]
-        if declared is None:
-            problems.append(
-                problem(
-                    "placeholder_outside_block",
-                    f"{{param: {name}}} is only allowed inside a block definition that declares params",
-                    (key,),
-                    value,
-                )
-            )
-        elif name not in declared:
-            problems.append(
-                problem(
-                    "undeclared_param",
-                    f"{{param: {name}}} names no parameter of this block.{did_you_mean(name, declared)} Declared: {', '.join(sorted(declared)) or 'none'}.",
-                    (key,),
-                    value,
-                )
-            )
-    return problems
+    """Placeholders (``{param}``, ``{expr}``, also inside lists) must read parameters of the enclosing block."""
+    return [problem(*issue) for issue in placeholder_issues(values, scope.params)]
 
 
 def _found(value: Any, limit: int = 120) -> str:
@@ -260,11 +287,12 @@ def validate_arguments(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Validate config arguments against ``model``; return (clean args, problems).
 
-    Placeholders are checked for their names only (their values come later),
+    Placeholders (also inside list arguments) are checked for their names only
+    (their values come later, and are validated once substituted),
     and arguments in ``inferable`` may be omitted (shape inference fills them).
     """
     fields = list(model.model_fields)
-    placeholders = {k: v for k, v in args.items() if is_placeholder(v)}
+    placeholders = {k: v for k, v in args.items() if contains_placeholder(v)}
     concrete = {k: v for k, v in args.items() if k not in placeholders}
     problems = placeholder_problems(placeholders, scope)
     for key in placeholders:
@@ -301,3 +329,24 @@ def validate_arguments(
     clean = validated.model_dump(exclude_unset=True)
     clean.update(placeholders)
     return clean, problems
+
+
+def _absent(value: Any) -> bool:
+    return value is None
+
+
+# ``when: "stride == 1"``: the node (or step) exists only where the condition holds.
+When = Annotated[
+    str | None,
+    Field(
+        exclude_if=_absent,
+        description="keep this only where a block-parameter condition holds, e.g. 'stride == 1'",
+    ),
+]
+
+
+def when_problems(when: str | None, info: ValidationInfo) -> list[dict[str, Any]]:
+    """A ``when:`` condition must parse and read only the enclosing block's parameters."""
+    if when is None:
+        return []
+    return [problem(*issue) for issue in condition_issues(when, scope_of(info).params)]

@@ -67,8 +67,10 @@ class Child:
 def children(node: Any) -> tuple[Child, ...]:
     """The nodes written inside ``node`` (references are not followed: see :func:`reference`)."""
     if isinstance(node, (list, tuple)):
-        return tuple(Child((i,), item, (str(i),)) for i, item in enumerate(node))
+        return _list_children((), node)
     if isinstance(node, NamedSequential):
+        if isinstance(node.sequential, (list, tuple)):
+            return _list_children(("sequential",), node.sequential)
         return tuple(
             Child(("sequential", name), child, (name,)) for name, child in node.sequential.items()
         )
@@ -81,6 +83,21 @@ def children(node: Any) -> tuple[Child, ...]:
     if isinstance(node, ParametricBlock):
         return (Child(("body",), node.body, None),)
     return ()  # layers and references
+
+
+def _list_children(prefix: tuple[PathPart, ...], items: Sequence[Any]) -> tuple[Child, ...]:
+    """A list's items, numbered ``0``, ``1``, ...; a flattened repeat's copies join the count."""
+    out = []
+    number = 0
+    for i, item in enumerate(items):
+        if isinstance(item, RepeatNode) and item.flatten:
+            names = [str(number + k) for k in range(item.repeat)]
+            out.append(Child(prefix + (i, "body"), item.body, names))
+            number += item.repeat
+        else:
+            out.append(Child(prefix + (i,), item, (str(number),)))
+            number += 1
+    return tuple(out)
 
 
 def reference(spec: ModelSpec, node: Any) -> tuple[tuple[str, str], Any] | None:
