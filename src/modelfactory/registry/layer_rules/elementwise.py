@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ..symbolic import ShapeMismatch, TensorMeta, Unsupported
+from . import common  # TRAINING is read at call time (tests switch it)
 from .common import (
-    TRAINING,
     _Args,
     _dims,
     _fmt,
@@ -168,7 +168,7 @@ def dropout(layer, a, inputs):
         raise ShapeMismatch(f"p must be a probability in [0, 1], got {p}")
     if layer == "Dropout1d":
         _dims(x, (2, 3))
-    if not TRAINING or p in (0, 1):
+    if not common.TRAINING or p in (0, 1):
         return x  # torch returns (a masked copy of) the input without looking further
     _need_float(x)
     need = {"Dropout2d": 2, "Dropout3d": 1, "FeatureAlphaDropout": 2}.get(layer, 0)

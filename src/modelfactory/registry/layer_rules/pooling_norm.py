@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ..symbolic import ShapeMismatch, TensorMeta, Unsupported
+from . import common  # TRAINING is read at call time (tests switch it)
 from .common import (
-    TRAINING,
     _accept,
     _Args,
     _dims,
@@ -294,7 +294,7 @@ def batch_norm(layer, a, inputs):
         _param_dtype(a, x, mixed=True)
     else:
         _need_float(x)
-    if (TRAINING or not tracked) and x.shape[0] * _prod(x.shape[2:]) == 1:
+    if (common.TRAINING or not tracked) and x.shape[0] * _prod(x.shape[2:]) == 1:
         raise ShapeMismatch(
             f"expects more than 1 value per channel when training, found input {_fmt(x.shape)}"
         )
@@ -315,7 +315,7 @@ def instance_norm(layer, a, inputs):
         _param_dtype(a, x, mixed=True)
     else:
         _need_float(x)
-    if (TRAINING or not tracked) and _prod(x.shape[c + 1 :]) == 1:
+    if (common.TRAINING or not tracked) and _prod(x.shape[c + 1 :]) == 1:
         raise ShapeMismatch(f"expects more than 1 spatial element, found input {_fmt(x.shape)}")
     return x
 

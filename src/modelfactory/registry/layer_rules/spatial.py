@@ -194,6 +194,10 @@ def _pad(x: TensorMeta, pad: tuple[int, ...], mode: str) -> TensorMeta:
         elif mode == "circular":
             if left > size or right > size:
                 raise ShapeMismatch(f"circular padding must not exceed the size it pads: {where}")
+            if left < -size or right < -size:
+                raise ShapeMismatch(
+                    f"negative circular padding removes more than the size it pads: {where}"
+                )
             if new < 0:
                 raise ShapeMismatch(f"the output would be negative: {where}")
             # the wrap-around copies within the output must not partly overlap their source
