@@ -223,3 +223,31 @@ def test_every_module_is_small_and_says_what_it_is_for():
         lines = path.read_text().splitlines()
         assert len(lines) <= 460, f"{name} has {len(lines)} lines"
         assert lines and lines[0].startswith('"""') and len(lines[0]) > 10, name
+
+
+# ------------------------------------------------------------------ start-up
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run.py", "--help"],
+        ["run.py", "--cfg", "job"],
+        ["-m", "modelfactory", "--help"],
+        ["-c", "import modelfactory"],
+    ],
+    ids=["run.py --help", "run.py --cfg job", "modelfactory --help", "import modelfactory"],
+)
+def test_help_and_import_do_not_import_torch(argv):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", *argv],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+    assert "torch" not in imported
+    assert "hydra" in imported or "modelfactory" in imported  # the check saw real imports
