@@ -71,7 +71,10 @@ def signature_text(model: type[BaseModel], constraints: Any = (), inferred: Any 
         if notes:
             text += f" ({', '.join(notes)})"
         if not info.is_required():
-            text += f" = {info.default!r}"
+            default = info.default
+            # a callable default (activation=F.relu) reads as its name, not a memory address
+            shown = getattr(default, "__name__", None) if callable(default) else None
+            text += f" = {shown or repr(default)}"
         parts.append(text)
     return ", ".join(parts)
 

@@ -254,21 +254,28 @@ class Registry(Generic[E]):
         return sorted(self._entries)
 
 
+_LOAD_PLUGIN = (
+    " in a plugin module and load it: plugins=[mypkg.layers] (run.py), --plugin mypkg.layers "
+    "(validate, schema, ls), or import it (Python)"
+)
 LAYERS: Registry[LayerEntry] = Registry(
     "layer",
-    "To add one, register an nn.Module class with @modelfactory.register_layer in a plugin "
-    "module; `modelfactory ls layers` lists the available layers.",
+    "To add one, register an nn.Module class with @modelfactory.register_layer"
+    + _LOAD_PLUGIN
+    + "; `modelfactory ls layers` lists them.",
 )
 OPS: Registry[OpEntry] = Registry(
     "op",
-    "To add one, register a function with @modelfactory.register_op in a plugin module "
-    "(positional parameters are tensor inputs, keyword-only ones are arguments); "
-    "`modelfactory ls ops` lists the available ops with their arguments.",
+    "To add one, register a function with @modelfactory.register_op"
+    + _LOAD_PLUGIN
+    + " (positional parameters are tensor inputs, keyword-only ones are arguments); "
+    "`modelfactory ls ops` lists them with their arguments.",
 )
 INITS: Registry[InitEntry] = Registry(
     "init",
-    "To add one, register a function with @modelfactory.register_init in a plugin module; "
-    "`modelfactory ls inits` lists the available init schemes.",
+    "To add one, register a function with @modelfactory.register_init"
+    + _LOAD_PLUGIN
+    + "; `modelfactory ls inits` lists them.",
 )
 
 T = TypeVar("T", bound=Callable[..., Any])
