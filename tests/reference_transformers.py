@@ -147,9 +147,14 @@ class EncoderBlock(nn.Module):
 
 class VisionTransformer(nn.Module):
     def __init__(
-        self, image: int = 16, patch: int = 4, dim: int = 32, depth: int = 2, heads: int = 4,
+        self,
+        image: int = 16,
+        patch: int = 4,
+        dim: int = 32,
+        depth: int = 2,
+        heads: int = 4,
         classes: int = 10,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__()
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embedding = nn.Parameter(torch.randn(1, (image // patch) ** 2 + 1, dim) * 0.02)
