@@ -35,6 +35,8 @@ NOT_RUN = {
     "python benchmarks/run.py --quick": "tests/test_benchmarks.py::test_run_quick_prints_every_section_and_the_target_table",
     "python benchmarks/build.py": "rewrites docs/benchmarks.md; tests/test_benchmarks.py::test_build_quick_prints_ratios_against_the_floor runs its --quick form",
     "python benchmarks/build.py --device cuda": "tests/test_benchmarks.py::test_build_cuda_skips_cleanly_without_cuda (and scripts/gpu_checks.sh on a GPU)",
+    "torchrun --nproc_per_node 8 run.py model=big_mlp parallel=fsdp device=cuda hydra.run.dir=outputs/big_mlp_fsdp": "needs 8 GPUs; the NCCL path is tests/test_cuda.py's, the same logic on gloo tests/test_sharded_dist.py's",
+    "torchrun --nproc_per_node 2 run.py model=big_mlp parallel=fsdp device=cpu hydra.run.dir=outputs/big_mlp_fsdp": "tests/test_sharded_dist.py::test_run_py_parallel_fsdp_under_torchrun runs run.py parallel=fsdp under torchrun on 2 CPU processes (a smaller model)",
 }
 # command as written -> the tiny equivalent run instead (same path, CPU, fewer jobs)
 TINY = {
