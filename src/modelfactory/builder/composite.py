@@ -9,7 +9,6 @@ pickle finds them again by name.
 
 from __future__ import annotations
 
-import contextvars
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,7 +22,6 @@ __all__ = [
     "UnpackError",
     "composite_class",
     "sequential_class",
-    "STEP_TRACE",
     "BLOCKS_MODULE",
     "SEQUENTIALS_MODULE",
 ]
@@ -31,12 +29,6 @@ __all__ = [
 BLOCKS_MODULE = "modelfactory.blocks"  # where composite classes are found by name
 SEQUENTIALS_MODULE = "modelfactory.sequentials"  # where named Sequential classes are found
 DISCARD = "_"
-
-# The steps in progress (innermost last), recorded only while the shape check runs.
-STEP_TRACE: contextvars.ContextVar[list | None] = contextvars.ContextVar(
-    "modelfactory_steps", default=None
-)
-
 
 @dataclass(frozen=True)
 class ProgramStep:
@@ -73,11 +65,8 @@ class CompositeModule(nn.Module):
         values.update(self._buffers)  # constants, wherever the module has been moved
         values.update(self._parameters)  # learned tensors (the current Parameter objects)
         modules = self._modules
-        trace = STEP_TRACE.get()  # set only during the shape check's dry run
         for step in self._mf_program:
             inputs = [values[name] for name in step.inputs]
-            if trace is not None:
-                trace.append((step, inputs))
             if step.child is not None:
                 if step.kwargs or step.kwarg_values:
                     keywords = dict(step.kwargs)
@@ -93,8 +82,6 @@ class CompositeModule(nn.Module):
                     values[step.output] = result
             else:
                 _unpack(step.output, result, values)
-            if trace is not None:
-                trace.pop()
         if len(self._mf_outputs) == 1:
             return values[self._mf_outputs[0]]
         return tuple(values[name] for name in self._mf_outputs)
