@@ -208,6 +208,30 @@ def _error(path: str | os.PathLike[str], err: Refuse) -> CheckpointError:
 
 
 @contextmanager
+def _scanned(
+    path: str | os.PathLike[str], *, max_bytes: int, max_storage_bytes: int | None, **limits: int
+) -> Iterator[tuple[BinaryIO, ScanStats]]:
+    """Open ``path``, scan it within the limits, and yield the rewound handle and what was measured."""
+    storage_limit = _limits(max_bytes, max_storage_bytes)
+    try:
+        f = _open_regular(Path(path), max_bytes)
+    except Refuse as err:
+        raise _error(path, err) from None
+    with f:
+        try:
+            stats = _scan_open(f, max_storage_bytes=storage_limit, **limits)
+        except Refuse as err:
+            raise _error(path, err) from None
+        except OSError as err:
+            raise CheckpointError(
+                f"refusing to load {short(path)}: reading it failed: {err.strerror or err}. "
+                "Check the file and retry."
+            ) from None
+        f.seek(0)
+        yield f, stats
+
+
+@contextmanager
 def open_scanned(
     path: str | os.PathLike[str],
     *,
@@ -225,30 +249,16 @@ def open_scanned(
     the window in which the path could be swapped for another file between the
     scan and the load. Limits are those of :func:`scan_torch_file`.
     """
-    storage_limit = _limits(max_bytes, max_storage_bytes)
-    try:
-        f = _open_regular(Path(path), max_bytes)
-    except Refuse as err:
-        raise _error(path, err) from None
-    with f:
-        try:
-            _scan_open(
-                f,
-                max_pickle_bytes=max_pickle_bytes,
-                max_opcodes=max_opcodes,
-                max_depth=max_depth,
-                max_storage_bytes=storage_limit,
-                max_members=max_members,
-                max_ratio=max_ratio,
-            )
-        except Refuse as err:
-            raise _error(path, err) from None
-        except OSError as err:
-            raise CheckpointError(
-                f"refusing to load {short(path)}: reading it failed: {err.strerror or err}. "
-                "Check the file and retry."
-            ) from None
-        f.seek(0)
+    with _scanned(
+        path,
+        max_bytes=max_bytes,
+        max_pickle_bytes=max_pickle_bytes,
+        max_opcodes=max_opcodes,
+        max_depth=max_depth,
+        max_storage_bytes=max_storage_bytes,
+        max_members=max_members,
+        max_ratio=max_ratio,
+    ) as (f, _):
         yield f
 
 
@@ -296,22 +306,14 @@ def scan_torch_file_stats(
     max_ratio: int = DEFAULT_MAX_RATIO,
 ) -> ScanStats:
     """:func:`scan_torch_file`, returning what it measured (opcodes, depth, storages)."""
-    storage_limit = _limits(max_bytes, max_storage_bytes)
-    try:
-        with _open_regular(Path(path), max_bytes) as f:
-            return _scan_open(
-                f,
-                max_pickle_bytes=max_pickle_bytes,
-                max_opcodes=max_opcodes,
-                max_depth=max_depth,
-                max_storage_bytes=storage_limit,
-                max_members=max_members,
-                max_ratio=max_ratio,
-            )
-    except Refuse as err:
-        raise _error(path, err) from None
-    except OSError as err:
-        raise CheckpointError(
-            f"refusing to load {short(path)}: reading it failed: {err.strerror or err}. "
-            "Check the file and retry."
-        ) from None
+    with _scanned(
+        path,
+        max_bytes=max_bytes,
+        max_pickle_bytes=max_pickle_bytes,
+        max_opcodes=max_opcodes,
+        max_depth=max_depth,
+        max_storage_bytes=max_storage_bytes,
+        max_members=max_members,
+        max_ratio=max_ratio,
+    ) as (_, stats):
+        return stats

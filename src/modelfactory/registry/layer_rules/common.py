@@ -80,17 +80,6 @@ TRAINING = True  # the mode rules assume; a freshly built module is in training 
 _FLOATS = ("float16", "bfloat16", "float32", "float64")
 _INTS = ("uint8", "int8", "int16", "int32", "int64", "uint16", "uint32", "uint64")
 _COMPLEX = ("complex32", "complex64", "complex128")
-_ALIASES = {
-    "float": "float32",
-    "double": "float64",
-    "half": "float16",
-    "long": "int64",
-    "int": "int32",
-    "short": "int16",
-    "cfloat": "complex64",
-    "cdouble": "complex128",
-    "chalf": "complex32",
-}
 
 
 def _is_float(dtype: str) -> bool:
